@@ -1,0 +1,25 @@
+//! kgroup: the Kafka consumer-group protocol as a Sans-IO state machine.
+//!
+//! The engine consumes broker responses, timer ticks and application commands
+//! and emits requests to send, the next deadline and group events. It owns no
+//! socket, clock, thread or unseeded randomness: time is always an argument,
+//! jitter comes from a seed in the configuration, so the same inputs give the
+//! same outputs, byte for byte.
+//!
+//! Layers, bottom up (see `docs/architecture.md`):
+//! - [`wire`]: framing, bounded decoding, version negotiation, ConsumerProtocol codec;
+//! - [`assignor`]: the [`assignor::Assignor`] trait and the built-in assignors.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+/// The `kafka-protocol` crate kgroup is built on, re-exported so embedders
+/// share exactly one version of its message types.
+pub use kafka_protocol;
+
+pub mod assignor;
+pub mod error;
+pub mod types;
+pub mod wire;
+
+pub use error::ErrorClass;
+pub use types::TopicPartition;

@@ -1,0 +1,2 @@
+//! kgroup-testbroker: librdkafka's mock cluster in its own process.
+fn main() {}
