@@ -9,6 +9,7 @@
 //!   which validates every count against the bytes that remain before
 //!   `kafka-protocol` decodes ([`bounded`]), plus lenient error-code
 //!   extraction for malformed error responses;
+//! - [`negotiate`]: per-broker ApiVersions negotiation ([`Negotiation`]);
 //! - [`consumer_protocol`]: the Subscription / Assignment payloads;
 //! - [`versions`]: the API versions kgroup implements.
 //!
@@ -19,6 +20,7 @@ pub mod codec;
 pub mod consumer_protocol;
 pub mod error;
 pub mod frame;
+pub mod negotiate;
 pub mod versions;
 
 pub use bounded::Limits;
@@ -31,4 +33,5 @@ pub use error::{BrokerLabel, VersionSpan, WireError};
 pub use frame::{
     DEFAULT_MAX_FRAME, FrameDecoder, encode_request, encode_request_into, peek_correlation_id,
 };
+pub use negotiate::{NegotiatedVersions, Negotiation, NegotiationState};
 pub use versions::{IMPLEMENTED, implemented};
