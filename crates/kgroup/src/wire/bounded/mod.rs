@@ -21,6 +21,8 @@
 //! by the input.
 
 mod apis;
+#[doc(hidden)]
+pub mod sample;
 pub(crate) mod schema;
 
 use kafka_protocol::messages::ApiKey;
