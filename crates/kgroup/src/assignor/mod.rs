@@ -6,9 +6,29 @@
 //! input gives the same output on every platform (no hash-map iteration order,
 //! no randomness), which the simulator and the conformance corpus rely on.
 
-use std::collections::BTreeMap;
+//!
+//! Built-in assignors ([`builtin`] looks them up by protocol name):
+//! - [`range::RangeAssignor`] and [`roundrobin::RoundRobinAssignor`]: exactly
+//!   the Java client's results (including KIP-345 static-member ordering and
+//!   the KIP-881 rack-aware range pass);
+//! - [`sticky::StickyAssignor`] (eager) and
+//!   [`sticky::CooperativeStickyAssignor`] (KIP-429): valid, balanced in
+//!   Java's sense, sticky, built for a million partitions.
+//!
+//! All of them intern the input first (`prep`): topics and partitions become
+//! `u32` indices, so the hot loops touch flat vectors, never strings or maps.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
+
+mod prep;
+pub mod range;
+pub mod roundrobin;
+pub mod sticky;
+pub mod userdata;
 
 use crate::TopicPartition;
 
@@ -116,4 +136,67 @@ pub trait Assignor: Send + Sync + std::fmt::Debug {
         metadata: &ClusterMetadata,
         members: &[MemberSubscription],
     ) -> Result<GroupAssignment, AssignError>;
+}
+
+/// The built-in assignor registered under `name` (`"range"`, `"roundrobin"`,
+/// `"sticky"`, `"cooperative-sticky"`), or `None`.
+pub fn builtin(name: &str) -> Option<Arc<dyn Assignor>> {
+    match name {
+        "range" => Some(Arc::new(range::RangeAssignor)),
+        "roundrobin" => Some(Arc::new(roundrobin::RoundRobinAssignor)),
+        "sticky" => Some(Arc::new(sticky::StickyAssignor)),
+        "cooperative-sticky" => Some(Arc::new(sticky::CooperativeStickyAssignor)),
+        _ => None,
+    }
+}
+
+/// Topics some member subscribes to that `metadata` does not know. Assignors
+/// ignore them (as the Java client does); the leader reports them with this.
+pub fn missing_topics(
+    metadata: &ClusterMetadata,
+    members: &[MemberSubscription],
+) -> BTreeSet<String> {
+    members
+        .iter()
+        .flat_map(|m| m.topics.iter())
+        .filter(|t| !metadata.contains_key(t.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// Java's `String.compareTo`: lexicographic over UTF-16 code units (differs
+/// from Rust's byte order only between supplementary and U+E000..U+FFFF chars).
+pub(crate) fn java_str_cmp(a: &str, b: &str) -> Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        return a.cmp(b);
+    }
+    a.encode_utf16().cmp(b.encode_utf16())
+}
+
+/// Java's `AbstractPartitionAssignor.MemberInfo` order (KIP-345): members with
+/// a `group.instance.id` first, by instance id; then the others by member id.
+/// Returns each member's rank (ties, impossible for distinct member ids with
+/// distinct instance ids, fall back to member id).
+pub(crate) fn java_member_order(members: &[&MemberSubscription]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..members.len() as u32).collect();
+    let key = |i: u32| members.get(i as usize).copied();
+    order.sort_by(|&a, &b| match (key(a), key(b)) {
+        (Some(ma), Some(mb)) => {
+            let by_instance = match (&ma.instance_id, &mb.instance_id) {
+                (Some(x), Some(y)) => java_str_cmp(x, y),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            };
+            by_instance.then_with(|| java_str_cmp(&ma.member_id, &mb.member_id))
+        }
+        _ => Ordering::Equal,
+    });
+    let mut rank = vec![0u32; members.len()];
+    for (r, &m) in order.iter().enumerate() {
+        if let Some(slot) = rank.get_mut(m as usize) {
+            *slot = r as u32;
+        }
+    }
+    rank
 }
