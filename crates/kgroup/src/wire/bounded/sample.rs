@@ -48,6 +48,16 @@ impl SampleRng {
 /// A valid body (no response header) of `api` at `version`, or `None` when
 /// kgroup has no schema for that API and version.
 pub fn sample_body(api: ApiKey, version: i16, rng: &mut SampleRng) -> Option<Vec<u8>> {
+    sample_body_with(api, version, rng, 4)
+}
+
+/// [`sample_body`] with up to `max_items` elements per array.
+pub fn sample_body_with(
+    api: ApiKey,
+    version: i16,
+    rng: &mut SampleRng,
+    max_items: u64,
+) -> Option<Vec<u8>> {
     let schema = super::schema_for(api)?;
     if !schema.versions.contains(version) {
         return None;
@@ -57,7 +67,7 @@ pub fn sample_body(api: ApiKey, version: i16, rng: &mut SampleRng) -> Option<Vec
         rng,
         version,
         flexible: version >= schema.flexible,
-        max_items: 4,
+        max_items,
     }
     .fields(schema.fields, &mut out);
     Some(out)
@@ -71,7 +81,18 @@ pub fn sample_frame(
     correlation_id: i32,
     rng: &mut SampleRng,
 ) -> Option<Vec<u8>> {
-    let body = sample_body(api, version, rng)?;
+    sample_frame_with(api, version, correlation_id, rng, 4)
+}
+
+/// [`sample_frame`] with up to `max_items` elements per array.
+pub fn sample_frame_with(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    rng: &mut SampleRng,
+    max_items: u64,
+) -> Option<Vec<u8>> {
+    let body = sample_body_with(api, version, rng, max_items)?;
     let mut out = correlation_id.to_be_bytes().to_vec();
     if crate::wire::codec::response_header_version(api, version) >= 1 {
         out.push(0);
