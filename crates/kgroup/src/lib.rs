@@ -17,9 +17,25 @@
 pub use kafka_protocol;
 
 pub mod assignor;
+pub mod backoff;
+pub mod config;
+pub mod coordinator;
 pub mod error;
+pub mod event;
+pub mod group;
+pub mod membership;
+pub mod rng;
+pub mod timer;
 pub mod types;
 pub mod wire;
 
+pub use config::{Config, ConfigBuilder, ConfigError, RevokeMode};
 pub use error::ErrorClass;
+pub use event::{Event, LostReason, RejoinReason};
+pub use group::{
+    Broker, BrokerNode, ConnectionId, Destination, Group, GroupState, RequestId, Transmit,
+    TransportError,
+};
+pub use membership::GroupError;
+pub use timer::Timer;
 pub use types::TopicPartition;

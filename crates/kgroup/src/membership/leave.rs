@@ -1,0 +1,134 @@
+//! Leaving: `close()` and `leave()`, and LeaveGroup (PROTOCOL.md §2.6, Java's
+//! `maybeLeaveGroup` and `onLeavePrepare`).
+//!
+//! Best effort: sent once, never retried, its response only ends the
+//! `Leaving` state. The member resets before the response arrives
+//! (`resetGenerationOnLeaveGroup`). Partitions are revoked, or reported lost
+//! when a rebalance is in progress or the generation was reset, as Java's
+//! `onLeavePrepare` does. A static member sends nothing unless asked to
+//! (`Group::leave`).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::{ApiKey, GroupId, LeaveGroupRequest, LeaveGroupResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{LeaveState, Phase};
+use crate::event::{Event, LostReason};
+use crate::group::{Conn, Group, Pending, Role, Transmit};
+use crate::timer::TimerTable;
+
+impl Group {
+    /// Start leaving: revoke or lose, then LeaveGroup when `send_leave` and
+    /// there is someone to tell, else leave at once.
+    pub(crate) fn start_leaving(&mut self, now: Instant, send_leave: bool, reason: &str) {
+        let _ = now;
+        match self.phase {
+            Phase::Left | Phase::Failed(_) | Phase::Leaving(_) => return,
+            _ => {}
+        }
+        let rebalancing = matches!(self.phase, Phase::Joining(_) | Phase::AwaitingSync(_));
+        if rebalancing || self.identity.generation < 0 {
+            self.lose_all(LostReason::LeftDuringRebalance);
+        } else if !self.ownership.owned.is_empty() {
+            let partitions: Vec<_> = std::mem::take(&mut self.ownership.owned)
+                .into_iter()
+                .collect();
+            self.events.push_back(Event::Revoked { partitions });
+        }
+        let member_id = self.identity.member_id.clone();
+        let can_send = send_leave && !member_id.is_empty() && self.coordinator.known().is_some();
+        // Java resets before the response (`resetGenerationOnLeaveGroup`).
+        self.identity.generation = -1;
+        self.identity.member_id = StrBytes::default();
+        self.identity.watch = None;
+        self.rejoin_wanted = None;
+        self.rejoin_since = None;
+        self.timers = TimerTable::default();
+        if !can_send {
+            self.phase = Phase::Left;
+            self.events.push_back(Event::Left);
+            return;
+        }
+        // Whatever is in flight on the coordinator connection (a JoinGroup
+        // can be parked for minutes) is abandoned: leave on a new connection.
+        if self.coordinator.conn().is_some_and(|c| c.pending.is_some()) {
+            let id = self.new_connection_id();
+            if let Some(conn) = self.coordinator.conn_mut() {
+                *conn = Conn::new(id);
+            }
+        }
+        self.phase = Phase::Leaving(LeaveState {
+            member_id,
+            reason: reason.to_owned(),
+            sent: false,
+        });
+    }
+
+    /// LeaveGroup, when leaving.
+    pub(crate) fn poll_leave(&mut self, now: Instant, version: i16) -> Option<Transmit> {
+        let Phase::Leaving(state) = &self.phase else {
+            return None;
+        };
+        if state.sent {
+            return None;
+        }
+        let mut request =
+            LeaveGroupRequest::default().with_group_id(GroupId(self.wired.group_id.clone()));
+        if version <= 2 {
+            request = request.with_member_id(state.member_id.clone());
+        } else {
+            let mut member = MemberIdentity::default()
+                .with_member_id(state.member_id.clone())
+                .with_group_instance_id(self.wired.instance_id.clone());
+            if version >= 5 {
+                member = member.with_reason(Some(StrBytes::from_string(state.reason.clone())));
+            }
+            request = request.with_members(vec![member]);
+        }
+        let timeout = self.config.request_timeout;
+        match self.send(
+            now,
+            Role::Coordinator,
+            ApiKey::LeaveGroup,
+            version,
+            &request,
+            timeout,
+        ) {
+            Ok(t) => {
+                if let Phase::Leaving(state) = &mut self.phase {
+                    state.sent = true;
+                }
+                Some(t)
+            }
+            Err(_) => {
+                self.finish_leaving();
+                None
+            }
+        }
+    }
+
+    /// The LeaveGroup response: whatever it says, we are gone.
+    pub(crate) fn on_leave_response(&mut self, _now: Instant, pending: Pending, frame: Bytes) {
+        // Decoded only to surface a malformed response in traces.
+        if let Err(e) = crate::wire::decode_response_lenient::<LeaveGroupResponse>(
+            ApiKey::LeaveGroup,
+            pending.version,
+            frame,
+        ) && e.error_code().is_none()
+        {
+            self.warn_wire(ApiKey::LeaveGroup, e);
+        }
+        self.finish_leaving();
+    }
+
+    /// Leaving ends (response, failure, or nothing to send).
+    pub(crate) fn finish_leaving(&mut self) {
+        if matches!(self.phase, Phase::Leaving(_)) {
+            self.phase = Phase::Left;
+            self.events.push_back(Event::Left);
+        }
+    }
+}

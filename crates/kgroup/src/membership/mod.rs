@@ -1,0 +1,433 @@
+//! The classic group protocol proper: JoinGroup, SyncGroup, Heartbeat and
+//! LeaveGroup, eager and cooperative (KIP-429), static membership (KIP-345),
+//! member-id-required (KIP-394), SkipAssignment (KIP-814).
+//!
+//! What lives where:
+//! - this file: the member's state ([`Phase`], whose variants carry the data
+//!   valid in them), its identity ([`Identity`]) and what it owns
+//!   ([`Ownership`]), and the rebalance lifecycle (Java's `onJoinPrepare`:
+//!   hold, revoke or lose, rejoin; resets per PROTOCOL.md §2.1);
+//! - [`join`], [`sync`], [`heartbeat`], [`leave`]: one API each, request and
+//!   response handling per the error matrix of PROTOCOL.md §2;
+//! - [`leader`]: the leader's work (decode subscriptions, Metadata, assignor,
+//!   validation, metadata watch);
+//! - [`subscription`]: this member's ConsumerProtocol subscription.
+//!
+//! "Owned now" and "previous assignment with its generation" are separate
+//! state: after an eager revoke a member owns nothing, while its sticky user
+//! data still carries the previous assignment (the double-bounce bug of the
+//! seeds, franz-go #686, came from mixing the two).
+
+pub mod error;
+pub(crate) mod heartbeat;
+pub(crate) mod join;
+pub(crate) mod leader;
+pub(crate) mod leave;
+pub(crate) mod subscription;
+pub(crate) mod sync;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::protocol::StrBytes;
+
+pub use error::{BrokerRef, GroupError};
+
+use crate::TopicPartition;
+use crate::assignor::{PreviousAssignment, RebalanceProtocol};
+use crate::config::RevokeMode;
+use crate::event::{Event, LostReason, RejoinReason};
+use crate::group::Group;
+use crate::timer::Timer;
+
+/// The member's state. Variants carry what is valid only in them.
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// Not subscribed yet.
+    Idle,
+    /// JoinGroup to send (when the coordinator is known, its connection free
+    /// and no backoff runs) or in flight.
+    Joining(JoinState),
+    /// Joined a generation; SyncGroup to send or in flight.
+    AwaitingSync(SyncState),
+    /// Member of a generation with its assignment applied.
+    Stable,
+    /// `Revoked` emitted, waiting for `ack_revoked()` (gated mode).
+    Revoking(RevokeState),
+    /// LeaveGroup to send or in flight.
+    Leaving(LeaveState),
+    /// Left; nothing more happens.
+    Left,
+    /// Stopped by a fatal error.
+    Failed(GroupError),
+}
+
+/// Why the member is joining.
+#[derive(Debug)]
+pub(crate) struct JoinState {
+    pub reason: RejoinReason,
+}
+
+/// Between JoinGroup and SyncGroup.
+#[derive(Debug)]
+pub(crate) struct SyncState {
+    /// Selected protocol (assignor name).
+    pub protocol: StrBytes,
+    /// Leader's work, for the leader.
+    pub leader: Option<leader::LeaderState>,
+    /// SyncGroup sent.
+    pub sent: bool,
+}
+
+/// Waiting for `ack_revoked()`.
+#[derive(Debug)]
+pub(crate) struct RevokeState {
+    pub partitions: Vec<TopicPartition>,
+    pub then: AfterRevoke,
+}
+
+/// What follows an acknowledged revocation.
+#[derive(Debug)]
+pub(crate) enum AfterRevoke {
+    /// Eager (or unsubscribed topics): rejoin.
+    Rejoin(RejoinReason),
+    /// Cooperative: apply the rest of the new assignment, then rejoin.
+    Assign(sync::NewAssignment),
+}
+
+/// What LeaveGroup will carry.
+#[derive(Debug)]
+pub(crate) struct LeaveState {
+    pub member_id: StrBytes,
+    pub reason: String,
+    pub sent: bool,
+}
+
+/// Who this member is in the group.
+#[derive(Debug)]
+pub(crate) struct Identity {
+    /// Member id ("" before the first join and after a hard reset).
+    pub member_id: StrBytes,
+    /// Generation (-1 when not a member of one).
+    pub generation: i32,
+    /// Rebalance protocol of the current generation.
+    pub mode: RebalanceProtocol,
+    /// Leader's metadata watch (KIP-814: kept even with SkipAssignment).
+    pub watch: Option<leader::MetadataWatch>,
+}
+
+impl Identity {
+    pub(crate) fn new() -> Self {
+        Self {
+            member_id: StrBytes::default(),
+            generation: -1,
+            mode: RebalanceProtocol::Eager,
+            watch: None,
+        }
+    }
+}
+
+/// What the member owns now, and what it was last assigned.
+#[derive(Debug, Default)]
+pub(crate) struct Ownership {
+    /// Owned now: may be consumed and committed.
+    pub owned: BTreeSet<TopicPartition>,
+    /// The last completed assignment and its generation, for sticky user
+    /// data. Survives an eager revoke.
+    pub previous: PreviousAssignment,
+}
+
+impl Group {
+    /// The member's rebalance protocol for a generation that selected
+    /// `protocol`: cooperative only when this member runs cooperative (every
+    /// configured assignor supports it, as Java decides) and the selected
+    /// assignor supports it too (franz-go #366: follow the *selected* one).
+    pub(crate) fn mode_for(&self, protocol: &str) -> RebalanceProtocol {
+        let selected_coop = self
+            .config
+            .assignors
+            .iter()
+            .find(|a| a.name() == protocol)
+            .is_some_and(|a| {
+                a.supported_protocols()
+                    .contains(&RebalanceProtocol::Cooperative)
+            });
+        if self.config.protocol == RebalanceProtocol::Cooperative && selected_coop {
+            RebalanceProtocol::Cooperative
+        } else {
+            RebalanceProtocol::Eager
+        }
+    }
+
+    /// A rebalance is wanted. It starts in [`Group::progress`] unless the
+    /// application holds it.
+    pub(crate) fn request_rejoin(&mut self, now: Instant, reason: RejoinReason) {
+        if self.rejoin_wanted.is_none() {
+            self.rejoin_wanted = Some(reason);
+        }
+        if self.rejoin_since.is_none() {
+            self.rejoin_since = Some(now);
+        }
+    }
+
+    /// Start (re)joining now, skipping the hold: used when the member is no
+    /// longer in a stable generation anyway (resets, errors mid-rebalance).
+    pub(crate) fn rejoin_now(&mut self, now: Instant, reason: RejoinReason) {
+        self.rejoin_wanted = Some(reason);
+        self.start_rejoin(now);
+    }
+
+    /// The instant by which a held or gated rebalance must go on: the
+    /// rebalance timeout counted from when it was first wanted, minus a tenth
+    /// as margin for the JoinGroup round trip.
+    fn rebalance_deadline(&self, since: Instant) -> Instant {
+        let timeout = self.config.rebalance_timeout;
+        since + timeout.saturating_sub(timeout / 10)
+    }
+
+    /// Advance whatever can advance without an input: start a wanted
+    /// rejoin, keep the timers consistent with the phase.
+    pub(crate) fn progress(&mut self, now: Instant) {
+        if matches!(self.phase, Phase::Stable) && self.rejoin_wanted.is_some() {
+            let since = self.rejoin_since.unwrap_or(now);
+            let deadline = self.rebalance_deadline(since);
+            if self.held && now < deadline {
+                self.timers.set(Timer::RebalanceDeadline, deadline);
+            } else {
+                if self.held
+                    && let Some(reason) = self.rejoin_wanted.clone()
+                {
+                    self.events.push_back(Event::HoldExpired { reason });
+                }
+                self.start_rejoin(now);
+            }
+        }
+        self.sync_timers(now);
+    }
+
+    /// Keep heartbeat and session timers consistent with the phase.
+    fn sync_timers(&mut self, now: Instant) {
+        let heartbeating = self.identity.generation >= 0
+            && matches!(
+                self.phase,
+                Phase::AwaitingSync(_) | Phase::Stable | Phase::Revoking(_)
+            );
+        if heartbeating {
+            if self.timers.get(Timer::Heartbeat).is_none() && !self.heartbeat_due {
+                self.timers
+                    .set(Timer::Heartbeat, now + self.config.heartbeat_interval);
+            }
+            if self.timers.get(Timer::Session).is_none() {
+                self.timers
+                    .set(Timer::Session, now + self.config.session_timeout);
+            }
+        } else {
+            self.timers.stop(Timer::Heartbeat);
+            self.heartbeat_due = false;
+        }
+        if !matches!(self.phase, Phase::Stable | Phase::Revoking(_)) && self.rejoin_wanted.is_none()
+        {
+            self.timers.stop(Timer::RebalanceDeadline);
+        }
+        if matches!(self.phase, Phase::Left | Phase::Failed(_) | Phase::Idle) {
+            self.timers.stop(Timer::Session);
+            self.timers.stop(Timer::MetadataRefresh);
+        }
+    }
+
+    /// A successful exchange with the coordinator: the session lives on.
+    pub(crate) fn session_alive(&mut self, now: Instant) {
+        self.timers
+            .set(Timer::Session, now + self.config.session_timeout);
+    }
+
+    /// Java's `onJoinPrepare`: decide what to revoke or lose, then rejoin.
+    pub(crate) fn start_rejoin(&mut self, now: Instant) {
+        let reason = self.rejoin_wanted.take().unwrap_or(RejoinReason::Initial);
+        self.rejoin_since = None;
+        self.timers.stop(Timer::RebalanceDeadline);
+        self.events.push_back(Event::Rejoining {
+            reason: reason.clone(),
+        });
+        if self.identity.generation < 0 || self.identity.member_id.is_empty() {
+            // Resets already reported everything Lost; anything left is lost too.
+            self.lose_all(LostReason::IllegalGeneration);
+        }
+        let revoke: Vec<TopicPartition> = match self.identity.mode {
+            RebalanceProtocol::Eager => self.ownership.owned.iter().cloned().collect(),
+            RebalanceProtocol::Cooperative => self
+                .ownership
+                .owned
+                .iter()
+                .filter(|tp| !self.subscription.contains(&tp.topic))
+                .cloned()
+                .collect(),
+        };
+        if revoke.is_empty() {
+            self.phase = Phase::Joining(JoinState { reason });
+            return;
+        }
+        self.revoke(now, revoke, AfterRevoke::Rejoin(reason));
+    }
+
+    /// Emit `Revoked`; in gated mode wait for the acknowledgement, else go on.
+    pub(crate) fn revoke(
+        &mut self,
+        now: Instant,
+        partitions: Vec<TopicPartition>,
+        then: AfterRevoke,
+    ) {
+        self.events.push_back(Event::Revoked {
+            partitions: partitions.clone(),
+        });
+        match self.config.revoke_mode {
+            RevokeMode::Immediate => {
+                self.release(&partitions);
+                self.after_revoke(now, then);
+            }
+            RevokeMode::Gated => {
+                let deadline = self.rebalance_deadline(now);
+                self.timers.set(Timer::RebalanceDeadline, deadline);
+                self.phase = Phase::Revoking(RevokeState { partitions, then });
+            }
+        }
+    }
+
+    fn release(&mut self, partitions: &[TopicPartition]) {
+        for tp in partitions {
+            self.ownership.owned.remove(tp);
+        }
+    }
+
+    fn after_revoke(&mut self, now: Instant, then: AfterRevoke) {
+        match then {
+            AfterRevoke::Rejoin(reason) => {
+                self.phase = Phase::Joining(JoinState { reason });
+            }
+            AfterRevoke::Assign(assignment) => self.finish_assignment(now, assignment),
+        }
+    }
+
+    /// `ack_revoked()`.
+    pub(crate) fn on_revoke_acked(&mut self, now: Instant) {
+        if !matches!(self.phase, Phase::Revoking(_)) {
+            return;
+        }
+        let Phase::Revoking(state) = std::mem::replace(&mut self.phase, Phase::Stable) else {
+            return;
+        };
+        self.timers.stop(Timer::RebalanceDeadline);
+        self.release(&state.partitions);
+        self.after_revoke(now, state.then);
+    }
+
+    /// The rebalance deadline fired: a held rebalance goes on (said so), or a
+    /// revocation not acknowledged in time becomes a loss.
+    pub(crate) fn on_rebalance_deadline(&mut self, now: Instant) {
+        if matches!(self.phase, Phase::Revoking(_)) {
+            let Phase::Revoking(state) = std::mem::replace(&mut self.phase, Phase::Stable) else {
+                return;
+            };
+            self.release(&state.partitions);
+            self.events.push_back(Event::Lost {
+                partitions: state.partitions,
+                reason: LostReason::RevokeTimeout,
+            });
+            self.after_revoke(now, state.then);
+        }
+        // A held rejoin needs nothing here: `progress` runs next and sees
+        // that the deadline has passed.
+    }
+
+    /// Report everything owned as lost and forget it.
+    pub(crate) fn lose_all(&mut self, reason: LostReason) {
+        if self.ownership.owned.is_empty() {
+            return;
+        }
+        let partitions: Vec<TopicPartition> = std::mem::take(&mut self.ownership.owned)
+            .into_iter()
+            .collect();
+        self.events.push_back(Event::Lost { partitions, reason });
+    }
+
+    /// PROTOCOL.md §2.1 "generation reset": member id kept, generation −1,
+    /// partitions lost (KAFKA-13419).
+    pub(crate) fn reset_generation(&mut self, reason: LostReason) {
+        self.lose_all(reason);
+        self.identity.generation = -1;
+        self.identity.watch = None;
+        self.abandon_revocation();
+    }
+
+    /// PROTOCOL.md §2.1 "hard reset": member id "", generation −1,
+    /// partitions lost.
+    pub(crate) fn hard_reset(&mut self, reason: LostReason) {
+        self.reset_generation(reason);
+        self.identity.member_id = StrBytes::default();
+    }
+
+    /// A reset voids a pending revocation: those partitions were just lost.
+    fn abandon_revocation(&mut self) {
+        if matches!(self.phase, Phase::Revoking(_)) {
+            self.phase = Phase::Stable;
+            self.timers.stop(Timer::RebalanceDeadline);
+        }
+    }
+
+    /// Reset, then rejoin at once.
+    pub(crate) fn reset_and_rejoin(&mut self, now: Instant, reason: LostReason, hard: bool) {
+        if hard {
+            self.hard_reset(reason);
+        } else {
+            self.reset_generation(reason);
+        }
+        self.rejoin_now(now, RejoinReason::Reset(reason));
+    }
+
+    /// No successful heartbeat within the session timeout: the coordinator
+    /// has (or soon will have) dropped us. Lose everything and rejoin as a new
+    /// member, as librdkafka's `rd_kafka_cgrp_session_timeout_check`.
+    pub(crate) fn on_session_expired(&mut self, now: Instant) {
+        let member = !matches!(
+            self.phase,
+            Phase::Idle | Phase::Left | Phase::Failed(_) | Phase::Leaving(_)
+        );
+        if !member || self.identity.generation < 0 {
+            return;
+        }
+        self.reset_and_rejoin(now, LostReason::SessionExpired, true);
+    }
+
+    /// The coordinator was lost: what was in flight on its connection is
+    /// gone. Membership is kept (KAFKA-13214).
+    pub(crate) fn on_coordinator_lost(&mut self) {
+        if let Phase::AwaitingSync(state) = &mut self.phase {
+            state.sent = false;
+        }
+        // Nobody to tell: leaving is done.
+        self.finish_leaving();
+    }
+
+    /// The subscription changed.
+    pub(crate) fn on_subscription_changed(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Idle => {
+                self.phase = Phase::Joining(JoinState {
+                    reason: RejoinReason::Initial,
+                });
+                self.events.push_back(Event::Rejoining {
+                    reason: RejoinReason::Initial,
+                });
+            }
+            Phase::Left | Phase::Failed(_) | Phase::Leaving(_) => {}
+            _ => self.request_rejoin(now, RejoinReason::SubscriptionChanged),
+        }
+    }
+
+    /// Duration helper: JoinGroup's request timeout (Java's
+    /// `JOIN_GROUP_TIMEOUT_LAPSE`: rebalance timeout + 5 s, at least the
+    /// request timeout).
+    pub(crate) fn join_timeout(&self) -> Duration {
+        (self.config.rebalance_timeout + Duration::from_secs(5)).max(self.config.request_timeout)
+    }
+}
