@@ -39,3 +39,4 @@ pub use group::{
 pub use membership::GroupError;
 pub use timer::Timer;
 pub use types::TopicPartition;
+pub use wire::WireError;
