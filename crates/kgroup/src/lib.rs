@@ -8,7 +8,8 @@
 //!
 //! Layers, bottom up (see `docs/architecture.md`):
 //! - [`wire`]: framing, bounded decoding, version negotiation, ConsumerProtocol codec;
-//! - [`assignor`]: the [`assignor::Assignor`] trait and the built-in assignors.
+//! - [`assignor`]: the [`assignor::Assignor`] trait and the built-in assignors;
+//! - [`offsets`]: OffsetCommit/OffsetFetch fenced by the generation, commit on revoke, auto-commit.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -24,6 +25,7 @@ pub mod error;
 pub mod event;
 pub mod group;
 pub mod membership;
+pub mod offsets;
 pub mod rng;
 pub mod timer;
 pub mod types;
