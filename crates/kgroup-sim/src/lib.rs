@@ -1,4 +1,15 @@
 //! kgroup-sim: a deterministic in-memory group coordinator, virtual network
 //! and clock, driving many kgroup engines under seeded fault schedules.
+//!
+//! - [`coordinator`]: Kafka's classic group coordinator rules, on typed messages;
+//! - [`broker`]: the wire side of a simulated broker: request frames in,
+//!   response frames out, one request at a time per connection;
+//! - [`rng`], [`clock`]: seeded randomness and virtual time.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod clock;
+pub mod cluster;
+pub mod coordinator;
+pub mod frames;
+pub mod rng;
