@@ -623,7 +623,7 @@ fn a_coordinator_crash_keeps_members_and_generation_and_loses_parked_requests() 
     s.advance(Duration::from_millis(1100));
     assert_eq!(s.cluster.coordinator_broker(), Some(1));
     assert!(s.cluster.connect(11, 1));
-    assert!(s.cluster.connect(12, 0) == false, "broker 0 is down");
+    assert!(!s.cluster.connect(12, 0), "broker 0 is down");
     assert_eq!(
         s.heartbeat(11, &a, None, generation),
         COORDINATOR_LOAD_IN_PROGRESS
