@@ -622,11 +622,12 @@ impl GroupCoordinator {
         if matches!(g.state, GroupState::Dead) {
             return;
         }
-        if !g
+        let leader_joined = g
             .leader
             .as_ref()
-            .is_some_and(|l| g.members.get(l).is_some_and(|m| m.awaiting_join.is_some()))
-        {
+            .and_then(|l| g.members.get(l))
+            .is_some_and(|m| m.awaiting_join.is_some());
+        if !leader_joined {
             g.elect_leader();
         }
         g.generation = g.generation.saturating_add(1);
