@@ -347,6 +347,7 @@ fn dense_well_formed_frame_is_refused_before_allocating_past_the_bound() {
     let loose = Limits {
         dense_factor: 16,
         dense_slack: DEFAULT_DENSE_SLACK,
+        ..Limits::default()
     };
     let (result, largest, _) = measure(|| {
         kgroup::wire::decode_response_with::<OffsetCommitResponse>(
@@ -504,5 +505,32 @@ fn worst_case_hostile_amplification_is_capped_by_the_dense_bound() {
             ..
         })
     ));
+    assert!(largest <= criterion(frame_len), "{largest}");
+}
+
+#[test]
+fn a_flood_of_unknown_tagged_fields_is_refused() {
+    // Heartbeat v4 whose top-level tag section holds 200 000 distinct empty
+    // unknown tags (3 bytes each): each would become a BTreeMap entry.
+    let tags: u32 = 200_000;
+    let mut f = vec![0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0];
+    let mut put = |f: &mut Vec<u8>, mut v: u32| {
+        while v >= 0x80 {
+            f.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        f.push(v as u8);
+    };
+    put(&mut f, tags);
+    for t in 0..tags {
+        put(&mut f, 1000 + t);
+        put(&mut f, 0);
+    }
+    let frame_len = f.len();
+    let bytes = Bytes::from(f);
+    let (result, largest, _) =
+        measure(|| decode_response::<HeartbeatResponse>(ApiKey::Heartbeat, 4, bytes));
+    let err = result.unwrap_err();
+    assert!(matches!(err, WireError::DenseFrame { .. }), "{err}");
     assert!(largest <= criterion(frame_len), "{largest}");
 }

@@ -12,7 +12,9 @@
 //!   (count × the minimum wire size of one element), or
 //! - an array would need more memory than [`Limits`] allow for this frame
 //!   (count × `size_of` the Rust element type > `dense_factor` × frame
-//!   length + `dense_slack`), or
+//!   length + `dense_slack`), or all arrays and unknown tagged fields of the
+//!   frame together would need more than `total_factor` × frame length +
+//!   `dense_slack`, or
 //! - a string is not UTF-8, a non-nullable value is null, a length is
 //!   negative, or the body does not end where the schema ends.
 //!
@@ -42,20 +44,32 @@ use super::error::{BrokerLabel, VersionSpan, WireError};
 pub struct Limits {
     /// Multiple of the frame length an array may occupy in memory.
     pub dense_factor: u64,
-    /// Constant added to the bound.
+    /// Constant added to both bounds.
     pub dense_slack: u64,
+    /// Multiple of the frame length all arrays and unknown tagged fields of
+    /// one frame may occupy in memory together.
+    pub total_factor: u64,
 }
 
 /// Default [`Limits::dense_factor`].
 pub const DEFAULT_DENSE_FACTOR: u64 = 2;
 /// Default [`Limits::dense_slack`]: 1 MiB.
 pub const DEFAULT_DENSE_SLACK: u64 = 1024 * 1024;
+/// Default [`Limits::total_factor`]: the densest legitimate responses
+/// (OffsetCommit, ApiVersions: 6 wire bytes per 32-byte element) need about
+/// 5.3× their frame.
+pub const DEFAULT_TOTAL_FACTOR: u64 = 8;
+
+/// Memory charged per unknown tagged field: the `(i32, Bytes)` entry of the
+/// `BTreeMap` it is kept in, plus a share of the node.
+const UNKNOWN_TAG_COST: u64 = 64;
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             dense_factor: DEFAULT_DENSE_FACTOR,
             dense_slack: DEFAULT_DENSE_SLACK,
+            total_factor: DEFAULT_TOTAL_FACTOR,
         }
     }
 }
@@ -64,6 +78,14 @@ impl Limits {
     /// The largest single array allocation allowed for a frame of `frame_len` bytes.
     pub fn bound(&self, frame_len: usize) -> u64 {
         self.dense_factor
+            .saturating_mul(frame_len as u64)
+            .saturating_add(self.dense_slack)
+    }
+
+    /// The most memory all arrays and unknown tagged fields of a frame of
+    /// `frame_len` bytes may need together.
+    pub fn total_bound(&self, frame_len: usize) -> u64 {
+        self.total_factor
             .saturating_mul(frame_len as u64)
             .saturating_add(self.dense_slack)
     }
@@ -121,6 +143,7 @@ pub(crate) fn validate_response(
         flexible: false,
         frame_len: frame.len(),
         limits,
+        spent: 0,
     };
     walker.fixed(4, "correlation_id")?;
     if header_version >= 1 {
@@ -155,6 +178,7 @@ pub(crate) fn validate_body(
         flexible: version >= schema.flexible,
         frame_len,
         limits,
+        spent: 0,
     };
     walker.fields(schema.fields)?;
     if !allow_trailing {
@@ -175,6 +199,7 @@ pub(crate) fn header_len_v1(frame: &[u8]) -> Option<usize> {
         flexible: true,
         frame_len: frame.len(),
         limits: &limits,
+        spent: 0,
     };
     walker.fixed(4, "correlation_id").ok()?;
     walker.tags(&[], "response header").ok()?;
@@ -190,9 +215,31 @@ struct Walker<'a> {
     flexible: bool,
     frame_len: usize,
     limits: &'a Limits,
+    /// Memory the decoder will need for the arrays and unknown tags seen so far.
+    spent: u64,
 }
 
 impl<'a> Walker<'a> {
+    /// Charges `bytes` of decoder memory for `field`, refusing the frame
+    /// when the total passes [`Limits::total_bound`].
+    fn charge(&mut self, field: &'static str, count: u64, bytes: u64) -> Result<(), WireError> {
+        self.spent = self.spent.saturating_add(bytes);
+        let bound = self.limits.total_bound(self.frame_len);
+        if self.spent > bound {
+            return Err(WireError::DenseFrame {
+                api: self.api,
+                version: self.version,
+                field,
+                count,
+                bytes: self.spent,
+                bound,
+                frame_len: self.frame_len as u64,
+                broker: BrokerLabel(None),
+            });
+        }
+        Ok(())
+    }
+
     fn remaining(&self) -> usize {
         self.data.len().saturating_sub(self.pos)
     }
@@ -317,6 +364,7 @@ impl<'a> Walker<'a> {
                     }
                 }
                 None => {
+                    self.charge(what, 1, UNKNOWN_TAG_COST)?;
                     self.take(size, what)?;
                 }
             }
@@ -401,6 +449,7 @@ impl<'a> Walker<'a> {
                         broker: BrokerLabel(None),
                     });
                 }
+                self.charge(field, count as u64, bytes)?;
                 for _ in 0..count {
                     match &arr.elem {
                         Elem::Fixed(n) => self.fixed(*n, field)?,
