@@ -514,7 +514,7 @@ fn a_flood_of_unknown_tagged_fields_is_refused() {
     // unknown tags (3 bytes each): each would become a BTreeMap entry.
     let tags: u32 = 200_000;
     let mut f = vec![0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0];
-    let mut put = |f: &mut Vec<u8>, mut v: u32| {
+    let put = |f: &mut Vec<u8>, mut v: u32| {
         while v >= 0x80 {
             f.push((v as u8) | 0x80);
             v >>= 7;
