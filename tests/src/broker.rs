@@ -78,6 +78,9 @@ pub struct TestBrokerOptions {
     pub topics: Vec<(String, i32)>,
     /// How long to wait for the address line and for each command's reply.
     pub timeout: Duration,
+    /// Pass `--raw-versions`: advertise the mock's own version ranges,
+    /// including versions it cannot parse (only for tests of the mock).
+    pub raw_versions: bool,
 }
 
 impl Default for TestBrokerOptions {
@@ -86,6 +89,7 @@ impl Default for TestBrokerOptions {
             brokers: 3,
             topics: Vec::new(),
             timeout: Duration::from_secs(15),
+            raw_versions: false,
         }
     }
 }
@@ -100,6 +104,12 @@ impl TestBrokerOptions {
     /// Adds a topic to create at start.
     pub fn topic(mut self, name: &str, partitions: i32) -> Self {
         self.topics.push((name.to_owned(), partitions));
+        self
+    }
+
+    /// Keeps the mock's raw advertised version ranges (`--raw-versions`).
+    pub fn raw_versions(mut self) -> Self {
+        self.raw_versions = true;
         self
     }
 }
@@ -132,6 +142,9 @@ impl TestBroker {
         cmd.arg("--brokers").arg(opts.brokers.to_string());
         for (name, partitions) in &opts.topics {
             cmd.arg("--topic").arg(format!("{name}:{partitions}"));
+        }
+        if opts.raw_versions {
+            cmd.arg("--raw-versions");
         }
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())

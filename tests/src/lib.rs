@@ -4,7 +4,7 @@
 //!   cluster in its own process), waits for its bootstrap address, sends it
 //!   fault commands and kills it on drop. The command protocol is described
 //!   in `docs/testing.md` and in `kgroup-testbroker --help`.
-//! - `WireClient` (next) is a minimal blocking client over [`std::net::TcpStream`]
+//! - [`WireClient`] is a minimal blocking client over [`std::net::TcpStream`]
 //!   that frames, correlates, decodes and negotiates with nothing but
 //!   [`kgroup::wire`], so integration tests exercise the engine's wire layer
 //!   against a broker no one here wrote.
@@ -14,8 +14,11 @@
 #![warn(missing_docs)]
 
 mod broker;
+mod client;
+pub mod requests;
 
-pub use broker::{TestBroker, TestBrokerError, TestBrokerOptions};
+pub use broker::{BINARY_ENV, TestBroker, TestBrokerError, TestBrokerOptions};
+pub use client::{WireClient, WireClientError};
 
 /// Returns a deadline `timeout` from now.
 ///

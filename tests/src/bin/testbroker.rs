@@ -4,7 +4,8 @@
 //! no one on this project wrote. It starts librdkafka's built-in mock cluster
 //! (`rdkafka_mock.c`, librdkafka 2.12.1 built from source by `rdkafka-sys`)
 //! with N brokers on 127.0.0.1, creates the topics named on the command line,
-//! sets `group.initial.rebalance.delay.ms` to 0, prints the bootstrap address
+//! sets `group.initial.rebalance.delay.ms` to 0, caps the API versions the
+//! mock advertises but cannot parse (unless `--raw-versions`), prints the bootstrap address
 //! as the first line on stdout and then obeys fault commands read from stdin,
 //! one per line, answering each with one line: `ok`, `ok <value>` or
 //! `err <reason>`. End of stdin, or `quit`, stops it.
@@ -74,7 +75,37 @@ struct Args {
     /// Replication factor of the topics created on the command line.
     #[arg(long, default_value_t = 1)]
     replication: i32,
+    /// Keep the version ranges the mock advertises, including versions it
+    /// cannot parse or answers malformed; by default JoinGroup is capped to
+    /// v5, SyncGroup to v3, LeaveGroup to v2, Heartbeat to v4 and Metadata
+    /// to v8.
+    #[arg(long)]
+    raw_versions: bool,
 }
+
+/// Version caps applied at start unless `--raw-versions`: librdkafka 2.12.1's
+/// mock advertises these APIs up to versions its handlers do not implement
+/// or answer malformed (`rd_kafka_mock_api_handlers` in
+/// rdkafka_mock_handlers.c lists the maxima). A client negotiating
+/// honestly (`min(ours, theirs)`) would pick them and fail, so the test broker
+/// advertises only what the mock really serves. Each cap was observed through
+/// kgroup's wire layer; `tests/tests/mock_quirks.rs` checks them again.
+const HONEST_CAPS: &[(&str, i16, i16, i16)] = &[
+    // v6 (flexible): the handler reads the protocols count as an int32, not
+    // a compact array count, and closes the connection.
+    ("JoinGroup", 11, 0, 5),
+    // v4 (flexible): the connection is closed.
+    ("SyncGroup", 14, 0, 3),
+    // v3+ (batched members): the body is parsed as the v0-2 single-member
+    // form; the member is not removed and the response is malformed.
+    ("LeaveGroup", 13, 0, 2),
+    // v5 does not exist in Kafka's schema (Heartbeat.json stops at v4).
+    ("Heartbeat", 12, 0, 4),
+    // v9+ (flexible): the handler writes the top-level tagged fields and
+    // rd_kafka_mock_connection_send_response writes them again, so every
+    // answer ends with one stray byte, which a strict decoder refuses.
+    ("Metadata", 3, 0, 8),
+];
 
 /// The mock cluster and the librdkafka handle that owns its threads.
 struct Mock {
@@ -378,6 +409,17 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let mock = Mock::new(args.brokers)?;
     mock.rebalance_delay(0);
+    if !args.raw_versions {
+        for &(name, key, min, max) in HONEST_CAPS {
+            mock.execute(&[
+                "cap-version",
+                &key.to_string(),
+                &min.to_string(),
+                &max.to_string(),
+            ])
+            .map_err(|e| format!("cap {name} to {min}..={max}: {e}"))?;
+        }
+    }
     for spec in &args.topics {
         let (name, parts) = parse_topic(spec)?;
         mock.create_topic(name, parts, args.replication)
