@@ -260,3 +260,32 @@ fn starting_at_a_remembered_version() {
     let mut n = Negotiation::new("kgroup", "1").unwrap().starting_at(9);
     assert_eq!(n.poll_request().unwrap().0, 3);
 }
+
+#[test]
+fn the_mock_refusal_in_neither_layout_steps_down_one_version() {
+    // Exactly what librdkafka 2.12's mock answers to ApiVersions v3
+    // (header v0, then error 35, a one-byte plain count, one non-flexible
+    // entry, throttle): it parses as neither v3 nor v0.
+    let mut n = Negotiation::new("kgroup", "0.1.0").unwrap().with_broker(1);
+    assert_eq!(n.poll_request().unwrap().0, 3);
+    let refusal = Bytes::from_static(&[0, 0, 0, 1, 0, 35, 1, 0, 18, 0, 0, 0, 2, 0, 0, 0, 0]);
+    n.handle_response_frame(refusal).unwrap();
+    assert_eq!(n.state(), &NegotiationState::Send { version: 2 });
+    assert_eq!(n.poll_request().unwrap().0, 2);
+    n.handle_response_frame(frame(2, 2, &response(0, MOCK)))
+        .unwrap();
+    assert_eq!(n.versions().unwrap().version(ApiKey::JoinGroup), Some(6));
+    // Garbage with another error code is not a downgrade.
+    let mut n = Negotiation::new("kgroup", "0.1.0").unwrap();
+    n.poll_request().unwrap();
+    let err = n
+        .handle_response_frame(Bytes::from_static(&[0, 0, 0, 1, 0, 42, 1, 2, 3]))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WireError::Decode { .. } | WireError::TrailingBytes { .. }
+        ),
+        "{err}"
+    );
+}

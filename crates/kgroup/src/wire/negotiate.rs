@@ -19,7 +19,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::codec::decode_response;
+use super::codec::{decode_response, lenient_error_code};
 use super::error::{BrokerLabel, VersionSpan, WireError};
 use super::versions::{IMPLEMENTED, implemented};
 
@@ -251,7 +251,9 @@ impl Negotiation {
     ///
     /// A broker that does not support the version sent answers in the v0
     /// layout, so a body that does not parse at the version sent is parsed
-    /// again as v0 (Java's `ApiVersionsResponse.parse` does the same).
+    /// again as v0 (Java's `ApiVersionsResponse.parse` does the same). When
+    /// neither parses but the leading error code is UNSUPPORTED_VERSION (as
+    /// librdkafka's mock answers v3), the next request steps down one version.
     pub fn handle_response_frame(&mut self, frame: Bytes) -> Result<(), WireError> {
         let sent = self.awaiting()?;
         let decoded =
@@ -259,9 +261,23 @@ impl Negotiation {
         let response = match decoded {
             Ok((_, response)) => response,
             Err(err) if sent > 0 => {
-                match decode_response::<ApiVersionsResponse>(ApiKey::ApiVersions, 0, frame) {
+                match decode_response::<ApiVersionsResponse>(ApiKey::ApiVersions, 0, frame.clone())
+                {
                     Ok((_, v0)) if v0.error_code == UNSUPPORTED_VERSION => v0,
-                    _ => return self.fail(err),
+                    _ => {
+                        // librdkafka's mock answers a v3 request with error 35
+                        // followed by a body in neither layout (a one-byte plain
+                        // count, then non-flexible entries). The error code is
+                        // still first: step down one version and ask again.
+                        let code = frame
+                            .get(4..)
+                            .and_then(|body| lenient_error_code(ApiKey::ApiVersions, sent, body));
+                        if code == Some(UNSUPPORTED_VERSION) {
+                            self.state = NegotiationState::Send { version: sent - 1 };
+                            return Ok(());
+                        }
+                        return self.fail(err);
+                    }
                 }
             }
             Err(err) => return self.fail(err),
