@@ -28,15 +28,12 @@ fn connect(broker: &TestBroker, id: i32) -> WireClient {
     WireClient::connect(addr, id, IO_TIMEOUT).expect("connect to the mock broker")
 }
 
-/// Connects to broker `id` and negotiates; panics with the typed error.
-///
-/// Starts at ApiVersions v2, the version this mock serves: the v3 retry path
-/// has its own test (`negotiation_retries_...`), and the other tests should
-/// not all fail when only that path breaks.
+/// Connects to broker `id` and negotiates as the engine does (from
+/// ApiVersions v3); panics with the typed error.
 fn negotiated(broker: &TestBroker, id: i32) -> (WireClient, NegotiatedVersions) {
     let mut client = connect(broker, id);
     let (_, versions) = client
-        .negotiate_from(2)
+        .negotiate()
         .unwrap_or_else(|e| panic!("negotiation with broker {id} fails: {e}"));
     (client, versions)
 }
@@ -62,8 +59,6 @@ fn coordinator_of(
 }
 
 #[test]
-#[ignore = "kgroup::wire::Negotiation fails on the mock's v3 refusal, which parses as neither v3 nor v0 \
-            (see mock_quirks.rs): it must retry lower when only the error code (35) is readable"]
 fn apiversions_v3_is_refused_and_the_negotiation_retries_lower() {
     let broker = start(TestBrokerOptions::default());
     for id in 1..=3 {
@@ -212,7 +207,7 @@ fn a_version_cap_that_leaves_no_common_version_is_a_typed_error_naming_api_and_r
         .cap_version(ApiKey::OffsetCommit as i16, 0, ours.min - 1)
         .expect("cap-version");
     let err = connect(&broker, 1)
-        .negotiate_from(2)
+        .negotiate()
         .expect_err("no common OffsetCommit version");
     match &err {
         WireClientError::Wire(WireError::NoCommonVersion {
@@ -243,7 +238,7 @@ fn a_disabled_api_is_a_typed_missing_api_error() {
         .cap_version(ApiKey::JoinGroup as i16, -1, -1)
         .expect("cap-version");
     let err = connect(&broker, 2)
-        .negotiate_from(2)
+        .negotiate()
         .expect_err("JoinGroup missing");
     match &err {
         WireClientError::Wire(WireError::MissingApi { api, .. }) => {
