@@ -113,6 +113,7 @@ fn decode_any(api: ApiKey, version: i16, frame: Bytes) -> Result<(), WireError> 
         ApiKey::OffsetCommit => go::<OffsetCommitResponse>(api, version, frame),
         ApiKey::OffsetFetch => go::<OffsetFetchResponse>(api, version, frame),
         ApiKey::Metadata => go::<MetadataResponse>(api, version, frame),
+        ApiKey::ConsumerGroupHeartbeat => go::<ConsumerGroupHeartbeatResponse>(api, version, frame),
         other => panic!("no decoder for {other:?}"),
     }
 }

@@ -61,6 +61,9 @@ fn check(api: ApiKey, version: i16, body: &[u8]) {
         ApiKey::OffsetCommit => round_trip::<OffsetCommitResponse>(api, version, body),
         ApiKey::OffsetFetch => round_trip::<OffsetFetchResponse>(api, version, body),
         ApiKey::Metadata => round_trip::<MetadataResponse>(api, version, body),
+        ApiKey::ConsumerGroupHeartbeat => {
+            round_trip::<ConsumerGroupHeartbeatResponse>(api, version, body)
+        }
         other => panic!("no round trip for {other:?}"),
     }
 }

@@ -258,6 +258,7 @@ pub fn lenient_error_code(api: ApiKey, version: i16, body: &[u8]) -> Option<i16>
         ApiKey::SyncGroup if (0..=5).contains(&version) => throttle_from(version, 1),
         ApiKey::Heartbeat if (0..=4).contains(&version) => throttle_from(version, 1),
         ApiKey::LeaveGroup if (0..=5).contains(&version) => throttle_from(version, 1),
+        ApiKey::ConsumerGroupHeartbeat if (0..=1).contains(&version) => 4,
         _ => return None,
     };
     let bytes: [u8; 2] = body.get(offset..offset + 2)?.try_into().ok()?;

@@ -9,10 +9,10 @@
 //! own encoder and decoder.
 
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, api_versions_response as av, consumer_protocol_assignment as cpa,
-    consumer_protocol_subscription as cps, find_coordinator_response as fc,
-    join_group_response as jg, leave_group_response as lg, metadata_response as md,
-    offset_commit_response as oc, offset_fetch_response as of,
+    ApiKey, BrokerId, api_versions_response as av, consumer_group_heartbeat_response as cgh,
+    consumer_protocol_assignment as cpa, consumer_protocol_subscription as cps,
+    find_coordinator_response as fc, join_group_response as jg, leave_group_response as lg,
+    metadata_response as md, offset_commit_response as oc, offset_fetch_response as of,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -280,6 +280,28 @@ const METADATA: &[Field] = &[
     f("error_code", 13, ANY, I16),
 ];
 
+// --- ConsumerGroupHeartbeat (key 68, KIP-848): flexible from v0 ---
+
+const CGH_TOPIC_PARTITIONS: &[Field] = &[
+    f("topic_id", 0, ANY, UUID),
+    f("partitions", 0, ANY, int32s::<i32>()),
+];
+const CGH_ASSIGNMENT: &[Field] = &[f(
+    "topic_partitions",
+    0,
+    ANY,
+    structs::<cgh::TopicPartitions>(CGH_TOPIC_PARTITIONS),
+)];
+const CONSUMER_GROUP_HEARTBEAT: &[Field] = &[
+    f("throttle_time_ms", 0, ANY, I32),
+    f("error_code", 0, ANY, I16),
+    f("error_message", 0, ANY, NSTR),
+    f("member_id", 0, ANY, NSTR),
+    f("member_epoch", 0, ANY, I32),
+    f("heartbeat_interval_ms", 0, ANY, I32),
+    f("assignment", 0, ANY, Kind::OptionalStruct(CGH_ASSIGNMENT)),
+];
+
 /// Response schemas, one per API the engine decodes.
 pub(crate) const RESPONSES: &[Schema] = &[
     Schema {
@@ -329,6 +351,12 @@ pub(crate) const RESPONSES: &[Schema] = &[
         versions: VersionSpan::new(1, 9),
         flexible: 6,
         fields: OFFSET_FETCH,
+    },
+    Schema {
+        api: ApiKey::ConsumerGroupHeartbeat,
+        versions: VersionSpan::new(0, 1),
+        flexible: 0,
+        fields: CONSUMER_GROUP_HEARTBEAT,
     },
     Schema {
         api: ApiKey::Metadata,

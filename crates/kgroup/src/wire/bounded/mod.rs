@@ -427,6 +427,13 @@ impl<'a> Walker<'a> {
                 }
                 self.take(len, field).map(|_| ())
             }
+            Kind::OptionalStruct(fields) => {
+                let marker = self.take(1, field)?;
+                if marker == [1] {
+                    self.fields(fields)?;
+                }
+                Ok(())
+            }
             Kind::Array(arr) => {
                 let Some(count) = self.length(true, arr.nullable, field)? else {
                     return Ok(());
@@ -466,6 +473,7 @@ impl<'a> Walker<'a> {
     fn kind_min_size(&self, kind: &Kind) -> usize {
         match kind {
             Kind::Fixed(n) => usize::from(*n),
+            Kind::OptionalStruct(_) => 1,
             Kind::Str { .. } if self.flexible => 1,
             Kind::Str { .. } => 2,
             Kind::Bytes { .. } | Kind::Array(_) if self.flexible => 1,

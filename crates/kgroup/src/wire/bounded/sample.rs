@@ -213,6 +213,14 @@ impl Generator<'_> {
                     out.extend((0..len).map(|_| self.rng.below(256) as u8));
                 }
             }
+            Kind::OptionalStruct(fields) => {
+                if !non_default && self.rng.chance(1, 3) {
+                    out.push(0xff);
+                } else {
+                    out.push(1);
+                    self.fields(fields, out);
+                }
+            }
             Kind::Array(arr) => {
                 let min = u64::from(non_default);
                 let count = (min + self.rng.below(self.max_items + 1 - min)) as usize;

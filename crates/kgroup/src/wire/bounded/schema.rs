@@ -30,6 +30,9 @@ pub(crate) enum Kind {
     },
     /// An array (int32 count, or compact uvarint count + 1).
     Array(Arr),
+    /// A nullable struct: an int8 marker (1 = present, anything else =
+    /// null, as `types::OptionStruct` reads it), then the struct.
+    OptionalStruct(&'static [Field]),
 }
 
 /// An array field.
