@@ -107,7 +107,26 @@ struct CommitInFlight {
     seq: u64,
     generation: i32,
     member_id: String,
+    /// Partitions that left this member while the request was in flight:
+    /// their answer is still read (it is about the generation sent), but
+    /// they are never re-sent.
+    released: BTreeSet<TopicPartition>,
     commit: Commit,
+}
+
+impl CommitInFlight {
+    /// The commit, without the partitions released meanwhile (reported
+    /// `NoLongerOwned`), ready to be re-queued or finished.
+    fn into_commit(self) -> Commit {
+        let mut c = self.commit;
+        for tp in self.released {
+            if c.offsets.remove(&tp).is_some() {
+                c.retrying.remove(&tp);
+                c.failed.push((tp, PartitionCommitError::NoLongerOwned));
+            }
+        }
+        c
+    }
 }
 
 /// A fetch waiting to be sent (or re-sent).
@@ -267,9 +286,13 @@ impl Offsets {
         let _ = now;
         self.coordinator = None;
         if let Some(f) = self.commit_in_flight.take() {
-            let mut c = f.commit;
+            let mut c = f.into_commit();
             c.last_cause = Some(RetryCause::NoCoordinator);
-            self.commits.push_front(c);
+            if c.offsets.is_empty() {
+                self.finish_commit(c, None);
+            } else {
+                self.commits.push_front(c);
+            }
         }
         if let Some(f) = self.fetch_in_flight.take() {
             let mut fetch = f.fetch;
@@ -288,13 +311,11 @@ impl Offsets {
         let Some(f) = self.take_commit_in_flight(tag) else {
             return;
         };
-        let CommitInFlight {
-            generation,
-            member_id,
-            mut commit,
-            ..
-        } = f;
-        let reply = match read_commit(&commit.offsets, response) {
+        let reply = read_commit(&f.commit.offsets, response);
+        let (generation, member_id) = (f.generation, f.member_id.clone());
+        let released = f.released.clone();
+        let mut commit = f.into_commit();
+        let reply = match reply {
             Ok(r) => r,
             Err(violation) => {
                 let group = self.config.group_id.clone();
@@ -334,7 +355,10 @@ impl Offsets {
         }
         self.commit_retry.reset();
         for tp in reply.ok {
-            if let Some(o) = commit.offsets.remove(&tp)
+            if released.contains(&tp) {
+                // Committed under the ownership it was sent in; that one is over.
+                commit.failed.retain(|(f, _)| *f != tp);
+            } else if let Some(o) = commit.offsets.remove(&tp)
                 && self.view.owns(&tp)
             {
                 self.acked.insert(tp.clone(), o.offset);
@@ -342,10 +366,17 @@ impl Offsets {
             commit.committed.push(tp);
         }
         for (tp, e) in reply.failed {
+            if released.contains(&tp) {
+                continue; // already reported NoLongerOwned
+            }
             commit.offsets.remove(&tp);
             commit.failed.push((tp, e));
         }
-        commit.retrying = reply.retry.into_iter().collect();
+        commit.retrying = reply
+            .retry
+            .into_iter()
+            .filter(|(tp, _)| !released.contains(tp))
+            .collect();
         if commit.retrying.is_empty() {
             self.finish_commit(commit, None);
         } else {
@@ -423,7 +454,7 @@ impl Offsets {
         match tag.api {
             OffsetApi::Commit => {
                 if let Some(f) = self.take_commit_in_flight(tag) {
-                    self.retry_commit(now, f.commit, cause);
+                    self.retry_commit(now, f.into_commit(), cause);
                 }
             }
             OffsetApi::Fetch => {
@@ -459,7 +490,7 @@ impl Offsets {
             if self.commits.get(i).is_some_and(|c| c.deadline <= now) {
                 if let Some(c) = self.commits.remove(i) {
                     let error = if c.kind == CommitKind::Marked && !self.has_dirty_marks() {
-                        None // nothing left to commit: ends without an event
+                        None // nothing left to commit: Ok
                     } else {
                         self.deadline_error(&c)
                     };
@@ -662,7 +693,7 @@ impl Offsets {
         self.close(now);
         let group = self.config.group_id.clone();
         if let Some(f) = self.commit_in_flight.take() {
-            self.commits.push_front(f.commit);
+            self.commits.push_front(f.into_commit());
         }
         while let Some(c) = self.commits.pop_front() {
             self.finish_commit(
@@ -825,6 +856,13 @@ impl Offsets {
             self.marks.remove(tp);
             self.acked.remove(tp);
         }
+        if let Some(f) = self.commit_in_flight.as_mut() {
+            for tp in removed {
+                if f.commit.offsets.contains_key(tp) {
+                    f.released.insert(tp.clone());
+                }
+            }
+        }
         let mut emptied = Vec::new();
         for (i, c) in self.commits.iter_mut().enumerate() {
             if c.kind != CommitKind::Manual {
@@ -931,7 +969,19 @@ impl Offsets {
         }
         while let Some(mut c) = self.commits.pop_front() {
             if c.kind == CommitKind::Marked {
-                c.offsets = self.dirty_marks();
+                // Leave out partitions that a manual commit queued behind
+                // this one will commit: sending a newer mark first and the
+                // older manual offset after it would move the committed
+                // offset backwards. Their marks stay dirty for the next round.
+                let behind: BTreeSet<&TopicPartition> = self
+                    .commits
+                    .iter()
+                    .filter(|q| q.kind == CommitKind::Manual)
+                    .flat_map(|q| q.offsets.keys())
+                    .collect();
+                let mut offsets = self.dirty_marks();
+                offsets.retain(|tp, _| !behind.contains(tp));
+                c.offsets = offsets;
             }
             // Re-check ownership at send time (handle_membership already
             // removed released partitions; this guards the invariant).
@@ -971,6 +1021,7 @@ impl Offsets {
             };
             self.commit_in_flight = Some(CommitInFlight {
                 seq: tag.seq,
+                released: BTreeSet::new(),
                 generation: self.view.generation_id,
                 member_id: self.view.member_id.clone(),
                 commit: c,
@@ -1073,10 +1124,8 @@ impl Offsets {
                 c.failed.sort_by(|a, b| a.0.cmp(&b.0));
                 c.committed.sort();
                 if c.failed.is_empty() {
-                    if c.committed.is_empty() && c.kind == CommitKind::Marked {
-                        // A commit of the marks that found nothing to send.
-                        return;
-                    }
+                    // (A commit of the marks that found nothing left to send
+                    // is `Ok` too: every id gets its one `CommitDone`.)
                     Ok(())
                 } else if c.committed.is_empty()
                     && c.failed

@@ -51,8 +51,14 @@ mod tests {
         let mut b = a.clone();
         for base in [100f64, 200., 400., 800., 1000., 1000.] {
             let d = a.next_retry(t0).duration_since(t0).as_secs_f64() * 1000.0;
-            assert!(d >= base * 0.8 - 1e-6 && d <= base * 1.2 + 1e-6, "{d} vs {base}");
-            assert_eq!(b.next_retry(t0).duration_since(t0).as_secs_f64() * 1000.0, d);
+            assert!(
+                d >= base * 0.8 - 1e-6 && d <= base * 1.2 + 1e-6,
+                "{d} vs {base}"
+            );
+            assert_eq!(
+                b.next_retry(t0).duration_since(t0).as_secs_f64() * 1000.0,
+                d
+            );
         }
         a.reset();
         assert!(a.next_retry(t0).duration_since(t0) <= Duration::from_millis(120));
