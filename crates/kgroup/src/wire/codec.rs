@@ -19,6 +19,10 @@ use super::bounded::{self, Limits};
 use super::error::{BrokerLabel, VersionSpan, WireError};
 use super::frame::peek_correlation_id;
 
+/// Prefix of the [`WireError::Decode`] detail when `kafka-protocol` refuses a
+/// body the bounded validator accepted (a schema mismatch, never expected).
+pub const DECODER_DISAGREES: &str = "kafka-protocol refused a body the validator accepted";
+
 /// The response header version for `api` at `version`: v1 for flexible
 /// versions, else v0, except ApiVersions, whose responses always use v0 so a
 /// client can read the error whatever version it sent (PROTOCOL.md §0.4).
@@ -172,7 +176,9 @@ pub fn decode_response_with<R: Decodable + HeaderVersion>(
     let body = R::decode(&mut frame, version).map_err(|e| WireError::Decode {
         api,
         version,
-        detail: format!("{e:#}"),
+        // Unreachable while the schemas match kafka-protocol (the schema
+        // tests hold them to it); the prefix makes a mismatch recognisable.
+        detail: format!("{DECODER_DISAGREES}: {e:#}"),
         broker: BrokerLabel(None),
     })?;
     if !frame.is_empty() {
