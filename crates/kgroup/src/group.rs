@@ -713,15 +713,17 @@ impl Group {
     }
 
     fn wants_metadata(&self) -> bool {
-        match &self.phase {
-            Phase::AwaitingSync(membership::SyncState {
-                leader: Some(l), ..
-            }) => l.assignments.is_none() && !l.metadata_requested,
-            Phase::Stable | Phase::Revoking(_) | Phase::AwaitingSync(_) => {
-                self.metadata_due && self.identity.watch.is_some()
-            }
-            _ => false,
-        }
+        let leader_assigning = matches!(
+            &self.phase,
+            Phase::AwaitingSync(membership::SyncState { leader: Some(l), .. })
+                if l.assignments.is_none() && !l.metadata_requested
+        );
+        let watching = matches!(
+            self.phase,
+            Phase::Stable | Phase::Revoking(_) | Phase::AwaitingSync(_)
+        ) && self.metadata_due
+            && self.identity.watch.is_some();
+        leader_assigning || watching
     }
 
     /// The negotiated version of `api` on the connection of `role`; a broker

@@ -164,9 +164,8 @@ impl Group {
                 self.join_again(RejoinReason::Retry("coordinator loading"));
             }
             ResponseError::CoordinatorNotAvailable | ResponseError::NotCoordinator => {
+                // The rediscovery backoff is the wait (KIP-580).
                 self.mark_coordinator_unknown(now);
-                self.timers
-                    .set(Timer::JoinBackoff, now + self.config.retry_backoff);
                 self.join_again(RejoinReason::Retry("coordinator moved"));
             }
             ResponseError::FencedInstanceId if !current => {

@@ -157,9 +157,8 @@ impl Group {
                 self.rejoin_now(now, RejoinReason::Reset(LostReason::UnknownMember));
             }
             ResponseError::CoordinatorNotAvailable | ResponseError::NotCoordinator => {
+                // The rediscovery backoff is the wait (KIP-580).
                 self.mark_coordinator_unknown(now);
-                self.timers
-                    .set(Timer::JoinBackoff, now + self.config.retry_backoff);
                 self.rejoin_now(now, RejoinReason::Retry("coordinator moved"));
             }
             ResponseError::FencedInstanceId if !current => {
