@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+mod compact;
 mod prep;
 pub mod range;
 pub mod roundrobin;
@@ -31,6 +32,8 @@ pub mod sticky;
 pub mod userdata;
 
 use crate::TopicPartition;
+
+pub use compact::{Builtin, CompactAssignment};
 
 /// The rebalance protocol an assignor supports (KIP-429).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

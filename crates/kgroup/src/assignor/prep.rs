@@ -4,12 +4,54 @@
 //! topics become `u32` indices (sorted by name, byte order), each partition a
 //! global `u32` index (`offset[topic] + partition`), members `u32` indices
 //! (sorted by member id). The hot loops then work on flat vectors only; strings
-//! come back at the output boundary ([`Prepared::to_group_assignment`]).
+//! come back at the output boundary (`compact::CompactAssignment`).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
-use super::{AssignError, ClusterMetadata, GroupAssignment, MemberAssignment, MemberSubscription};
-use crate::TopicPartition;
+use super::{AssignError, ClusterMetadata, MemberSubscription};
+
+/// A fixed multiply-rotate hasher (FxHash's mixing) for topic-name lookups:
+/// unseeded so results never depend on the process; tables using it are only
+/// probed, never iterated.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct FixedHasher(u64);
+
+impl Hasher for FixedHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            if let Some(dst) = w.get_mut(..rest.len()) {
+                dst.copy_from_slice(rest);
+            }
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59))
+                .wrapping_mul(K);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type NameTable<'a> = HashMap<&'a str, u32, BuildHasherDefault<FixedHasher>>;
+
+/// Topic name to metadata position, and metadata position to topic index.
+#[derive(Debug)]
+struct NameIndex<'a> {
+    table: NameTable<'a>,
+    remap: Vec<u32>,
+}
 
 /// Marker for "no member" in owner arrays.
 pub(crate) const NONE: u32 = u32::MAX;
@@ -28,7 +70,7 @@ pub(crate) struct Prepared<'a> {
     /// Per topic: subscribing members, ascending.
     pub topic_members: Vec<Vec<u32>>,
     /// Topic name to index.
-    by_name: BTreeMap<&'a str, u32>,
+    by_name: NameIndex<'a>,
     metadata: &'a ClusterMetadata,
 }
 
@@ -49,26 +91,42 @@ impl<'a> Prepared<'a> {
                 return Err(AssignError::DuplicateMember(a.member_id.clone()));
             }
         }
-        // Union of subscribed topics present in the metadata.
-        let mut by_name: BTreeMap<&'a str, u32> = BTreeMap::new();
+        // Metadata topics are already in name order (BTreeMap); intern them
+        // through a hash table with a fixed (unseeded) hasher: lookups only,
+        // never iterated, so the result cannot depend on hashing.
+        let meta: Vec<(&'a str, &'a super::TopicInfo)> =
+            metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let mut meta_idx: NameTable<'a> =
+            NameTable::with_capacity_and_hasher(meta.len(), Default::default());
+        for (i, (name, _)) in meta.iter().enumerate() {
+            meta_idx.insert(name, i as u32);
+        }
+        let mut used = vec![false; meta.len()];
+        let mut member_topics: Vec<Vec<u32>> = Vec::with_capacity(sorted.len());
         for m in &sorted {
-            for t in &m.topics {
-                if let Some((name, _)) = metadata.get_key_value(t.as_str()) {
-                    by_name.insert(name.as_str(), 0);
+            let mut ts: Vec<u32> = m
+                .topics
+                .iter()
+                .filter_map(|t| meta_idx.get(t.as_str()).copied())
+                .collect();
+            ts.sort_unstable();
+            ts.dedup();
+            for &t in &ts {
+                if let Some(u) = used.get_mut(t as usize) {
+                    *u = true;
                 }
             }
+            member_topics.push(ts);
         }
-        let mut topic_names = Vec::with_capacity(by_name.len());
-        let mut offset = Vec::with_capacity(by_name.len() + 1);
+        // Compact to the subscribed topics, keeping name order.
+        let mut remap = vec![NONE; meta.len()];
+        let mut topic_names = Vec::new();
+        let mut offset = vec![0u32];
         let mut total: u64 = 0;
-        offset.push(0u32);
-        for (i, (name, idx)) in by_name.iter_mut().enumerate() {
-            let info = metadata
-                .get(*name)
-                .ok_or_else(|| AssignError::InvalidMetadata {
-                    topic: (*name).to_owned(),
-                    reason: "topic vanished".into(),
-                })?;
+        for (i, (name, info)) in meta.iter().enumerate() {
+            if !used.get(i).copied().unwrap_or(false) {
+                continue;
+            }
             if info.partitions < 0 {
                 return Err(AssignError::InvalidMetadata {
                     topic: (*name).to_owned(),
@@ -94,27 +152,25 @@ impl<'a> Prepared<'a> {
                     reason: "more than 2^32 - 2 partitions in total".into(),
                 });
             }
-            *idx = i as u32;
+            if let Some(r) = remap.get_mut(i) {
+                *r = topic_names.len() as u32;
+            }
             topic_names.push(*name);
             offset.push(total as u32);
         }
-        let mut member_topics = Vec::with_capacity(sorted.len());
         let mut topic_members = vec![Vec::new(); topic_names.len()];
-        for (mi, m) in sorted.iter().enumerate() {
-            let mut ts: Vec<u32> = m
-                .topics
-                .iter()
-                .filter_map(|t| by_name.get(t.as_str()).copied())
-                .collect();
-            ts.sort_unstable();
-            ts.dedup();
-            for &t in &ts {
-                if let Some(v) = topic_members.get_mut(t as usize) {
+        for (mi, ts) in member_topics.iter_mut().enumerate() {
+            for t in ts.iter_mut() {
+                *t = remap.get(*t as usize).copied().unwrap_or(NONE);
+                if let Some(v) = topic_members.get_mut(*t as usize) {
                     v.push(mi as u32);
                 }
             }
-            member_topics.push(ts);
         }
+        let by_name = NameIndex {
+            table: meta_idx,
+            remap,
+        };
         Ok(Self {
             topic_names,
             offset,
@@ -146,7 +202,12 @@ impl<'a> Prepared<'a> {
 
     /// Topic index by name.
     pub fn topic_index(&self, name: &str) -> Option<u32> {
-        self.by_name.get(name).copied()
+        let i = self.by_name.table.get(name).copied()?;
+        self.by_name
+            .remap
+            .get(i as usize)
+            .copied()
+            .filter(|&t| t != NONE)
     }
 
     /// Replica racks of partition `p` of topic `t`, if known.
@@ -190,42 +251,5 @@ impl<'a> Prepared<'a> {
                 let g = r.start.checked_add(p)?;
                 (g < r.end).then_some(g)
             })
-    }
-
-    /// Converts an owner-per-partition array into the output map: every member
-    /// present, partitions sorted (global index order is name order).
-    pub fn to_group_assignment(&self, owner: &[u32]) -> GroupAssignment {
-        let m = self.members.len();
-        let mut counts = vec![0usize; m];
-        for &o in owner {
-            if let Some(c) = counts.get_mut(o as usize) {
-                *c += 1;
-            }
-        }
-        let mut lists: Vec<Vec<TopicPartition>> =
-            counts.iter().map(|&c| Vec::with_capacity(c)).collect();
-        for t in 0..self.num_topics() as u32 {
-            let r = self.range(t);
-            let name = self.topic_names.get(t as usize).copied().unwrap_or("");
-            for g in r.clone() {
-                let o = owner.get(g as usize).copied().unwrap_or(NONE);
-                if let Some(list) = lists.get_mut(o as usize) {
-                    list.push(TopicPartition::new(name, (g - r.start) as i32));
-                }
-            }
-        }
-        self.members
-            .iter()
-            .zip(lists)
-            .map(|(mem, partitions)| {
-                (
-                    mem.member_id.clone(),
-                    MemberAssignment {
-                        partitions,
-                        user_data: None,
-                    },
-                )
-            })
-            .collect()
     }
 }

@@ -41,9 +41,10 @@ impl Assignor for RangeAssignor {
         metadata: &ClusterMetadata,
         members: &[MemberSubscription],
     ) -> Result<GroupAssignment, AssignError> {
-        let prep = Prepared::new(metadata, members)?;
-        let owner = assign_range(&prep);
-        Ok(prep.to_group_assignment(&owner))
+        let kind = super::Builtin::Range;
+        Ok(kind
+            .assign_compact(metadata, members)?
+            .to_group_assignment())
     }
 }
 

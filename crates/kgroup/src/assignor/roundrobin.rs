@@ -35,9 +35,10 @@ impl Assignor for RoundRobinAssignor {
         metadata: &ClusterMetadata,
         members: &[MemberSubscription],
     ) -> Result<GroupAssignment, AssignError> {
-        let prep = Prepared::new(metadata, members)?;
-        let owner = assign_roundrobin(&prep);
-        Ok(prep.to_group_assignment(&owner))
+        let kind = super::Builtin::RoundRobin;
+        Ok(kind
+            .assign_compact(metadata, members)?
+            .to_group_assignment())
     }
 }
 

@@ -74,31 +74,10 @@ impl Assignor for StickyAssignor {
         metadata: &ClusterMetadata,
         members: &[MemberSubscription],
     ) -> Result<GroupAssignment, AssignError> {
-        let prep = Prepared::new(metadata, members)?;
-        // As Java's StickyAssignor.memberData: previous assignment only from
-        // the user data; undecodable data means no previous assignment.
-        let decoded: Vec<(Vec<u32>, i32)> = prep
-            .members
-            .iter()
-            .map(|m| {
-                let data = m.user_data.as_deref().filter(|d| !d.is_empty());
-                match data.map(decode_sticky) {
-                    Some(Ok(d)) => (
-                        prep.resolve(
-                            d.partitions
-                                .iter()
-                                .map(|tp| (tp.topic.as_str(), tp.partition)),
-                        )
-                        .collect(),
-                        d.generation.unwrap_or(DEFAULT_GENERATION),
-                    ),
-                    _ => (Vec::new(), DEFAULT_GENERATION),
-                }
-            })
-            .collect();
-        let claims = Claims::new(&prep, decoded.iter().map(|(p, g)| (p.as_slice(), *g)));
-        let owner = balance(&prep, &claims.prev);
-        Ok(prep.to_group_assignment(&owner))
+        let kind = super::Builtin::Sticky;
+        Ok(kind
+            .assign_compact(metadata, members)?
+            .to_group_assignment())
     }
 }
 
@@ -120,10 +99,38 @@ impl Assignor for CooperativeStickyAssignor {
         metadata: &ClusterMetadata,
         members: &[MemberSubscription],
     ) -> Result<GroupAssignment, AssignError> {
-        let prep = Prepared::new(metadata, members)?;
-        let owner = assign_cooperative(&prep);
-        Ok(prep.to_group_assignment(&owner))
+        let kind = super::Builtin::CooperativeSticky;
+        Ok(kind
+            .assign_compact(metadata, members)?
+            .to_group_assignment())
     }
+}
+
+/// Eager sticky on interned input: previous assignments from the user data.
+pub(crate) fn assign_sticky(prep: &Prepared<'_>) -> Vec<u32> {
+    // As Java's StickyAssignor.memberData: previous assignment only from
+    // the user data; undecodable data means no previous assignment.
+    let decoded: Vec<(Vec<u32>, i32)> = prep
+        .members
+        .iter()
+        .map(|m| {
+            let data = m.user_data.as_deref().filter(|d| !d.is_empty());
+            match data.map(decode_sticky) {
+                Some(Ok(d)) => (
+                    prep.resolve(
+                        d.partitions
+                            .iter()
+                            .map(|tp| (tp.topic.as_str(), tp.partition)),
+                    )
+                    .collect(),
+                    d.generation.unwrap_or(DEFAULT_GENERATION),
+                ),
+                _ => (Vec::new(), DEFAULT_GENERATION),
+            }
+        })
+        .collect();
+    let claims = Claims::new(prep, decoded.iter().map(|(p, g)| (p.as_slice(), *g)));
+    balance(prep, &claims.prev)
 }
 
 /// The generation a cooperative member's claims carry: subscription v2+
