@@ -2,6 +2,8 @@
 use clap::{Parser, Subcommand};
 
 mod assign;
+mod demo;
+mod sim;
 
 #[derive(Debug, Parser)]
 #[command(name = "kgroup", version, about = "Kafka consumer groups, Sans-IO")]
@@ -13,7 +15,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a whole group on the embedded simulator.
-    Demo,
+    Demo(demo::DemoArgs),
+    /// Run seeded fault schedules with invariant checks.
+    Sim(sim::SimArgs),
     /// Run a built-in assignor on a JSON group description.
     Assign(assign::AssignArgs),
 }
@@ -22,9 +26,7 @@ fn main() {
     let cli = Cli::parse();
     match cli.command {
         Command::Assign(args) => assign::run(args),
-        Command::Demo => {
-            eprintln!("demo: the simulator is not built yet");
-            std::process::exit(1);
-        }
+        Command::Demo(args) => std::process::exit(demo::run_demo(args)),
+        Command::Sim(args) => std::process::exit(sim::run_sim(args)),
     }
 }

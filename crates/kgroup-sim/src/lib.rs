@@ -13,3 +13,4 @@ pub mod cluster;
 pub mod coordinator;
 pub mod frames;
 pub mod rng;
+pub mod sim;
