@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::assignor::{Assignor, RebalanceProtocol};
+use crate::offsets::{OffsetsConfig, OffsetsConfigError};
 
 /// Longest `group.instance.id` accepted, as for topic names (`Topic.MAX_NAME_LENGTH`).
 const MAX_INSTANCE_ID_LEN: usize = 249;
@@ -51,6 +52,7 @@ pub struct Config {
     pub(crate) metadata_max_age: Duration,
     pub(crate) revoke_mode: RevokeMode,
     pub(crate) seed: u64,
+    pub(crate) offsets: OffsetsConfig,
 }
 
 impl Config {
@@ -121,6 +123,10 @@ impl Config {
     pub fn metadata_max_age(&self) -> Duration {
         self.metadata_max_age
     }
+    /// Settings of the offsets component (commit deadlines, auto-commit).
+    pub fn offsets(&self) -> &OffsetsConfig {
+        &self.offsets
+    }
 }
 
 /// Builder for [`Config`]; [`ConfigBuilder::build`] validates everything.
@@ -133,7 +139,7 @@ impl ConfigBuilder {
     fn new(group_id: String) -> Self {
         Self {
             config: Config {
-                group_id,
+                group_id: group_id.clone(),
                 instance_id: None,
                 client_id: "kgroup".to_owned(),
                 rack: None,
@@ -148,6 +154,7 @@ impl ConfigBuilder {
                 metadata_max_age: Duration::from_secs(300),
                 revoke_mode: RevokeMode::Immediate,
                 seed: 0,
+                offsets: OffsetsConfig::new(group_id.clone()),
             },
         }
     }
@@ -220,6 +227,14 @@ impl ConfigBuilder {
         self
     }
 
+    /// Settings of the offsets component (commit/fetch deadlines,
+    /// auto-commit interval, `require_stable`). Its group id is replaced by
+    /// this configuration's.
+    pub fn offsets(mut self, offsets: OffsetsConfig) -> Self {
+        self.config.offsets = offsets;
+        self
+    }
+
     /// Validate and build.
     pub fn build(self) -> Result<Config, ConfigError> {
         let mut c = self.config;
@@ -258,6 +273,8 @@ impl ConfigBuilder {
         check_range("retry.backoff.ms", c.retry_backoff, protocol_max)?;
         check_range("retry.backoff.max.ms", c.retry_backoff_max, protocol_max)?;
         check_range("metadata.max.age.ms", c.metadata_max_age, protocol_max)?;
+        c.offsets.group_id = c.group_id.clone();
+        c.offsets.validate()?;
         if c.retry_backoff > c.retry_backoff_max {
             return Err(ConfigError::BackoffMaxBelowInitial {
                 initial: c.retry_backoff,
@@ -375,6 +392,9 @@ pub enum ConfigError {
         /// Configured session timeout.
         session: Duration,
     },
+    /// The offsets settings are invalid.
+    #[error("offsets settings: {0}")]
+    Offsets(#[from] OffsetsConfigError),
     /// `retry.backoff.max.ms` is below `retry.backoff.ms`.
     #[error(
         "retry.backoff.max.ms ({max:?}) is below retry.backoff.ms ({initial:?}): raise the maximum"

@@ -73,6 +73,9 @@ pub enum Event {
     Fatal(GroupError),
     /// The member left the group (`close`/`leave` completed).
     Left,
+    /// A commit or an offset fetch finished (`CommitDone`, `FetchDone`),
+    /// from the offsets component: see `docs/offsets.md`.
+    Offsets(crate::offsets::OffsetEvent),
 }
 
 /// Why partitions were lost rather than revoked.

@@ -42,6 +42,7 @@ use crate::config::Config;
 use crate::coordinator::Coordinator;
 use crate::event::{Event, RejoinReason};
 use crate::membership::{self, BrokerRef, GroupError, Identity, Ownership, Phase};
+use crate::offsets::{CommitId, CommitRefused, CommittedOffset, FetchId, FetchRefused, Offsets};
 use crate::rng::Rng;
 use crate::timer::{Timer, TimerTable};
 use crate::wire::WireError;
@@ -50,6 +51,9 @@ use crate::wire::negotiate::{NegotiatedVersions, Negotiation};
 /// Initial capacity of the reusable request buffer: a heartbeat or a commit
 /// of a few partitions fits without growing it.
 const OUT_BUFFER_CAPACITY: usize = 4096;
+
+/// What a request timeout is reported as.
+const REQUEST_TIMED_OUT: &str = "request timed out";
 
 /// Client software name sent in ApiVersions v3+ (KIP-511).
 pub const CLIENT_SOFTWARE_NAME: &str = "kgroup";
@@ -215,6 +219,8 @@ pub(crate) struct Pending {
     pub api: ApiKey,
     pub version: i16,
     pub tag: Tag,
+    /// For OffsetCommit/OffsetFetch: the offsets component's tag.
+    pub offsets_tag: Option<crate::offsets::RequestTag>,
 }
 
 /// One logical connection: its id, its ApiVersions negotiation (per broker,
@@ -285,13 +291,16 @@ pub struct Group {
     pub(crate) heartbeat_due: bool,
     /// The leader's metadata watch is due.
     pub(crate) metadata_due: bool,
+    /// The offsets sub-state machine (OffsetCommit/OffsetFetch).
+    pub(crate) offsets: Offsets,
+    /// Coordinator epoch the offsets component was last told is ready.
+    pub(crate) offsets_coordinator: Option<u64>,
 }
 
 impl Group {
     /// A member for `config`, not yet subscribed. Nothing is sent until
     /// [`Group::subscribe`].
     pub fn new(config: Config, now: Instant) -> Self {
-        let _ = now;
         let wired = Wired {
             group_id: StrBytes::from_string(config.group_id.clone()),
             instance_id: config.instance_id.clone().map(StrBytes::from_string),
@@ -301,6 +310,8 @@ impl Group {
         let join_backoff = Backoff::new(config.retry_backoff, config.retry_backoff_max);
         let heartbeat_backoff = Backoff::new(config.retry_backoff, config.retry_backoff_max);
         let coordinator = Coordinator::new(&config);
+        let offsets = Offsets::new(config.offsets.clone(), now)
+            .unwrap_or_else(|e| unreachable!("validated by ConfigBuilder::build: {e}"));
         let mut group = Self {
             config,
             wired,
@@ -323,6 +334,8 @@ impl Group {
             heartbeat_backoff,
             heartbeat_due: false,
             metadata_due: false,
+            offsets,
+            offsets_coordinator: None,
         };
         group.bootstrap = Conn::new(group.new_connection_id());
         group
@@ -389,6 +402,52 @@ impl Group {
         self.progress(now);
     }
 
+    /// Commit `offsets` (the next offset to consume, per partition). Refused
+    /// locally, never sent, for a partition not owned now or during an eager
+    /// rebalance; the result comes as one
+    /// `Event::Offsets(OffsetEvent::CommitDone)` with the returned id. See
+    /// `docs/offsets.md`.
+    pub fn commit(
+        &mut self,
+        now: Instant,
+        offsets: Vec<(TopicPartition, CommittedOffset)>,
+    ) -> Result<CommitId, CommitRefused> {
+        let id = self.offsets.commit(now, offsets);
+        self.progress(now);
+        id
+    }
+
+    /// Record that everything before `offset` on `tp` was processed
+    /// (librdkafka's offset store): committed by auto-commit, before a
+    /// revocation completes, and on close.
+    pub fn mark_processed(
+        &mut self,
+        now: Instant,
+        tp: TopicPartition,
+        offset: impl Into<CommittedOffset>,
+    ) -> Result<(), CommitRefused> {
+        let r = self.offsets.mark_processed(tp, offset);
+        self.progress(now);
+        r
+    }
+
+    /// Read the committed offsets of owned `partitions`; the result comes as
+    /// one `Event::Offsets(OffsetEvent::FetchDone)`.
+    pub fn fetch_committed(
+        &mut self,
+        now: Instant,
+        partitions: impl IntoIterator<Item = TopicPartition>,
+    ) -> Result<FetchId, FetchRefused> {
+        let id = self.offsets.fetch(now, partitions);
+        self.progress(now);
+        id
+    }
+
+    /// The offsets component (marks, configuration), read-only.
+    pub fn offsets(&self) -> &Offsets {
+        &self.offsets
+    }
+
     // ----- outputs --------------------------------------------------------
 
     /// The next request to send, if any. Call until `None`.
@@ -448,12 +507,12 @@ impl Group {
         if self.timers.take_expired(Timer::CoordinatorRequest, now)
             && let Some(pending) = self.coordinator.conn_mut().and_then(|c| c.pending.take())
         {
-            self.on_coordinator_failure(now, pending, "request timed out".to_owned());
+            self.on_coordinator_failure(now, pending, REQUEST_TIMED_OUT.to_owned());
         }
         if self.timers.take_expired(Timer::BootstrapRequest, now)
             && let Some(pending) = self.bootstrap.pending.take()
         {
-            self.on_bootstrap_failure(now, pending, "request timed out".to_owned());
+            self.on_bootstrap_failure(now, pending, REQUEST_TIMED_OUT.to_owned());
         }
         // Backoffs only gate sending: poll_transmit checks that they are disarmed.
         self.timers.take_expired(Timer::CoordinatorBackoff, now);
@@ -470,7 +529,9 @@ impl Group {
         if self.timers.take_expired(Timer::RebalanceDeadline, now) {
             self.on_rebalance_deadline(now);
         }
-        self.timers.take_expired(Timer::Offsets, now);
+        if self.timers.take_expired(Timer::Offsets, now) {
+            self.offsets.handle_timeout(now);
+        }
         self.progress(now);
     }
 
@@ -592,6 +653,7 @@ impl Group {
             api,
             version,
             tag,
+            offsets_tag: None,
         };
         let destination = match role {
             Role::Bootstrap => {
@@ -668,6 +730,7 @@ impl Group {
             return self.poll_api_versions(now, Role::Coordinator);
         }
         let api = match &self.phase {
+            Phase::Leaving(l) if !l.ready => return self.poll_offsets_request(now),
             Phase::Leaving(_) => ApiKey::LeaveGroup,
             Phase::Joining(_) => ApiKey::JoinGroup,
             Phase::AwaitingSync(s) if !s.sent => ApiKey::SyncGroup,
@@ -681,7 +744,9 @@ impl Group {
             ApiKey::SyncGroup => self
                 .poll_sync(now, version)
                 .or_else(|| self.poll_heartbeat_on_coordinator(now)),
-            _ => self.poll_heartbeat(now, version),
+            _ => self
+                .poll_heartbeat(now, version)
+                .or_else(|| self.poll_offsets_request(now)),
         }
     }
 
@@ -798,6 +863,9 @@ impl Group {
             ApiKey::SyncGroup => self.on_sync_response(now, pending, frame),
             ApiKey::Heartbeat => self.on_heartbeat_response(now, pending, frame),
             ApiKey::LeaveGroup => self.on_leave_response(now, pending, frame),
+            ApiKey::OffsetCommit | ApiKey::OffsetFetch => {
+                self.on_offsets_response(now, pending, frame)
+            }
             _ => {}
         }
     }
@@ -824,8 +892,12 @@ impl Group {
 
     fn on_coordinator_failure(&mut self, now: Instant, pending: Pending, detail: String) {
         let broker = self.coordinator.broker_ref();
+        let timed_out = detail == REQUEST_TIMED_OUT;
         self.transport_warning(pending.api, broker, detail);
         match pending.api {
+            ApiKey::OffsetCommit | ApiKey::OffsetFetch => {
+                self.on_offsets_failure(now, &pending, timed_out)
+            }
             ApiKey::JoinGroup => self.on_join_failure(now),
             ApiKey::SyncGroup => self.on_sync_failure(now),
             ApiKey::Heartbeat => self.on_heartbeat_failure(now),

@@ -107,10 +107,13 @@ impl Coordinator {
 impl Group {
     /// Whether the member needs a coordinator now.
     pub(crate) fn needs_coordinator(&self) -> bool {
-        !matches!(
-            self.phase,
-            Phase::Idle | Phase::Left | Phase::Failed(_) | Phase::Leaving(_)
-        )
+        match &self.phase {
+            Phase::Idle | Phase::Left | Phase::Failed(_) => false,
+            // Closing: the final commit still needs a coordinator; LeaveGroup
+            // does not (best effort, PROTOCOL.md §2.6).
+            Phase::Leaving(l) => !l.ready,
+            _ => true,
+        }
     }
 
     /// FindCoordinator on the bootstrap connection, if one is due.

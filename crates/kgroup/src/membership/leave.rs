@@ -18,13 +18,13 @@ use kafka_protocol::protocol::StrBytes;
 use super::{LeaveState, Phase};
 use crate::event::{Event, LostReason};
 use crate::group::{Conn, Group, Pending, Role, Transmit};
-use crate::timer::TimerTable;
+use crate::timer::{Timer, TimerTable};
 
 impl Group {
-    /// Start leaving: revoke or lose, then LeaveGroup when `send_leave` and
-    /// there is someone to tell, else leave at once.
+    /// Start leaving: revoke (or lose, mid-rebalance), let the final commit
+    /// go out with the generation that still owns the partitions, then send
+    /// LeaveGroup when `send_leave` and there is someone to tell.
     pub(crate) fn start_leaving(&mut self, now: Instant, send_leave: bool, reason: &str) {
-        let _ = now;
         match self.phase {
             Phase::Left | Phase::Failed(_) | Phase::Leaving(_) => return,
             _ => {}
@@ -33,25 +33,13 @@ impl Group {
         if rebalancing || self.identity.generation < 0 {
             self.lose_all(LostReason::LeftDuringRebalance);
         } else if !self.ownership.owned.is_empty() {
-            let partitions: Vec<_> = std::mem::take(&mut self.ownership.owned)
-                .into_iter()
-                .collect();
+            // Still owned until the final commit is answered.
+            let partitions: Vec<_> = self.ownership.owned.iter().cloned().collect();
             self.events.push_back(Event::Revoked { partitions });
         }
-        let member_id = self.identity.member_id.clone();
-        let can_send = send_leave && !member_id.is_empty() && self.coordinator.known().is_some();
-        // Java resets before the response (`resetGenerationOnLeaveGroup`).
-        self.identity.generation = -1;
-        self.identity.member_id = StrBytes::default();
-        self.identity.watch = None;
         self.rejoin_wanted = None;
         self.rejoin_since = None;
-        self.timers = TimerTable::default();
-        if !can_send {
-            self.phase = Phase::Left;
-            self.events.push_back(Event::Left);
-            return;
-        }
+        self.offsets.close(now);
         // Whatever is in flight on the coordinator connection (a JoinGroup
         // can be parked for minutes) is abandoned: leave on a new connection.
         if self.coordinator.conn().is_some_and(|c| c.pending.is_some()) {
@@ -59,12 +47,50 @@ impl Group {
             if let Some(conn) = self.coordinator.conn_mut() {
                 *conn = Conn::new(id);
             }
+            self.timers.stop(Timer::CoordinatorRequest);
         }
+        self.timers.stop(Timer::Heartbeat);
+        self.timers.stop(Timer::JoinBackoff);
+        self.timers.stop(Timer::MetadataRefresh);
+        // The final commit is bounded by the request timeout.
+        self.timers
+            .set(Timer::RebalanceDeadline, now + self.config.request_timeout);
         self.phase = Phase::Leaving(LeaveState {
-            member_id,
+            member_id: self.identity.member_id.clone(),
             reason: reason.to_owned(),
+            send_leave,
+            ready: false,
             sent: false,
         });
+    }
+
+    /// The final commit is answered: leave.
+    pub(crate) fn complete_close_commit(&mut self, _now: Instant) -> bool {
+        let waiting = matches!(&self.phase, Phase::Leaving(l) if !l.ready);
+        if !waiting || self.offsets.blocking_rebalance() {
+            return false;
+        }
+        self.leave_now();
+        true
+    }
+
+    /// Reset (Java's `resetGenerationOnLeaveGroup`, before the response)
+    /// and let LeaveGroup go, or be done when there is nothing to send.
+    pub(crate) fn leave_now(&mut self) {
+        let Phase::Leaving(state) = &mut self.phase else {
+            return;
+        };
+        state.ready = true;
+        let can_send =
+            state.send_leave && !state.member_id.is_empty() && self.coordinator.known().is_some();
+        self.ownership.owned.clear();
+        self.identity.generation = -1;
+        self.identity.member_id = StrBytes::default();
+        self.identity.watch = None;
+        self.timers = TimerTable::default();
+        if !can_send {
+            self.finish_leaving();
+        }
     }
 
     /// LeaveGroup, when leaving.
@@ -72,7 +98,7 @@ impl Group {
         let Phase::Leaving(state) = &self.phase else {
             return None;
         };
-        if state.sent {
+        if state.sent || !state.ready {
             return None;
         }
         let mut request =

@@ -20,6 +20,7 @@
 
 pub mod error;
 pub(crate) mod heartbeat;
+pub(crate) mod hooks;
 pub(crate) mod join;
 pub(crate) mod leader;
 pub(crate) mod leave;
@@ -79,11 +80,14 @@ pub(crate) struct SyncState {
     pub sent: bool,
 }
 
-/// Waiting for `ack_revoked()`.
+/// `Revoked` emitted; the partitions are still owned (commits for them go
+/// out) until the application acknowledged (gated mode; immediate mode
+/// acknowledges at once) and the offsets component no longer blocks.
 #[derive(Debug)]
 pub(crate) struct RevokeState {
     pub partitions: Vec<TopicPartition>,
     pub then: AfterRevoke,
+    pub acked: bool,
 }
 
 /// What follows an acknowledged revocation.
@@ -95,11 +99,16 @@ pub(crate) enum AfterRevoke {
     Assign(sync::NewAssignment),
 }
 
-/// What LeaveGroup will carry.
+/// Closing: the final commit first, then LeaveGroup (or nothing).
 #[derive(Debug)]
 pub(crate) struct LeaveState {
+    /// Member id LeaveGroup names.
     pub member_id: StrBytes,
     pub reason: String,
+    /// Send LeaveGroup (dynamic member, or `leave()`).
+    pub send_leave: bool,
+    /// The final commit is done (or given up): identity reset, LeaveGroup may go.
+    pub ready: bool,
     pub sent: bool,
 }
 
@@ -185,24 +194,57 @@ impl Group {
         since + timeout.saturating_sub(timeout / 10)
     }
 
-    /// Advance whatever can advance without an input: start a wanted
-    /// rejoin, keep the timers consistent with the phase.
+    /// Advance whatever can advance without an input: complete an
+    /// acknowledged revocation, start a wanted rejoin, finish the final
+    /// commit of a close; hand the offsets component what changed; keep the
+    /// timers consistent with the phase. Repeats until nothing moves (bounded).
     pub(crate) fn progress(&mut self, now: Instant) {
-        if matches!(self.phase, Phase::Stable) && self.rejoin_wanted.is_some() {
-            let since = self.rejoin_since.unwrap_or(now);
-            let deadline = self.rebalance_deadline(since);
-            if self.held && now < deadline {
-                self.timers.set(Timer::RebalanceDeadline, deadline);
-            } else {
-                if self.held
-                    && let Some(reason) = self.rejoin_wanted.clone()
-                {
-                    self.events.push_back(Event::HoldExpired { reason });
-                }
-                self.start_rejoin(now);
+        for _ in 0..8 {
+            let mut moved = self.sync_offsets(now);
+            moved |= self.complete_revocation(now);
+            moved |= self.maybe_start_rejoin(now);
+            moved |= self.complete_close_commit(now);
+            if !moved {
+                break;
             }
         }
+        self.sync_offsets(now);
         self.sync_timers(now);
+    }
+
+    fn maybe_start_rejoin(&mut self, now: Instant) -> bool {
+        if !matches!(self.phase, Phase::Stable) || self.rejoin_wanted.is_none() {
+            return false;
+        }
+        let since = self.rejoin_since.unwrap_or(now);
+        let deadline = self.rebalance_deadline(since);
+        if self.held && now < deadline {
+            self.timers.set(Timer::RebalanceDeadline, deadline);
+            return false;
+        }
+        if self.held
+            && let Some(reason) = self.rejoin_wanted.clone()
+        {
+            self.events.push_back(Event::HoldExpired { reason });
+        }
+        self.start_rejoin(now);
+        true
+    }
+
+    /// A revocation goes on once acknowledged and its commit is answered.
+    fn complete_revocation(&mut self, now: Instant) -> bool {
+        let ready = matches!(&self.phase, Phase::Revoking(r) if r.acked)
+            && !self.offsets.blocking_rebalance();
+        if !ready {
+            return false;
+        }
+        let Phase::Revoking(state) = std::mem::replace(&mut self.phase, Phase::Stable) else {
+            return false;
+        };
+        self.timers.stop(Timer::RebalanceDeadline);
+        self.release(&state.partitions);
+        self.after_revoke(now, state.then);
+        true
     }
 
     /// Keep heartbeat and session timers consistent with the phase.
@@ -280,17 +322,18 @@ impl Group {
         self.events.push_back(Event::Revoked {
             partitions: partitions.clone(),
         });
-        match self.config.revoke_mode {
-            RevokeMode::Immediate => {
-                self.release(&partitions);
-                self.after_revoke(now, then);
-            }
-            RevokeMode::Gated => {
-                let deadline = self.rebalance_deadline(now);
-                self.timers.set(Timer::RebalanceDeadline, deadline);
-                self.phase = Phase::Revoking(RevokeState { partitions, then });
-            }
-        }
+        // Both modes pass through `Revoking`, where the commit-on-revoke
+        // (auto-commit of the marks) goes out with the generation that still
+        // owns the partitions; immediate mode does not wait for the
+        // application, only for that commit. `progress` completes it.
+        let acked = self.config.revoke_mode == RevokeMode::Immediate;
+        let deadline = self.rebalance_deadline(now);
+        self.timers.set(Timer::RebalanceDeadline, deadline);
+        self.phase = Phase::Revoking(RevokeState {
+            partitions,
+            then,
+            acked,
+        });
     }
 
     fn release(&mut self, partitions: &[TopicPartition]) {
@@ -310,20 +353,27 @@ impl Group {
 
     /// `ack_revoked()`.
     pub(crate) fn on_revoke_acked(&mut self, now: Instant) {
-        if !matches!(self.phase, Phase::Revoking(_)) {
-            return;
-        }
-        let Phase::Revoking(state) = std::mem::replace(&mut self.phase, Phase::Stable) else {
+        let Phase::Revoking(state) = &mut self.phase else {
             return;
         };
-        self.timers.stop(Timer::RebalanceDeadline);
-        self.release(&state.partitions);
-        self.after_revoke(now, state.then);
+        if !state.acked {
+            state.acked = true;
+            // Commit what the application marked before giving them up.
+            let _ = self.offsets.flush_marks(now);
+        }
     }
 
     /// The rebalance deadline fired: a held rebalance goes on (said so), or a
     /// revocation not acknowledged in time becomes a loss.
     pub(crate) fn on_rebalance_deadline(&mut self, now: Instant) {
+        if let Phase::Leaving(state) = &mut self.phase
+            && !state.ready
+        {
+            // The final commit took too long: give up on it and leave.
+            self.offsets.abandon(now);
+            self.leave_now();
+            return;
+        }
         if matches!(self.phase, Phase::Revoking(_)) {
             let Phase::Revoking(state) = std::mem::replace(&mut self.phase, Phase::Stable) else {
                 return;
@@ -404,8 +454,11 @@ impl Group {
         if let Phase::AwaitingSync(state) = &mut self.phase {
             state.sent = false;
         }
-        // Nobody to tell: leaving is done.
-        self.finish_leaving();
+        // Nobody to tell: leaving is done (a final commit still waiting is
+        // re-sent to the next coordinator by the offsets component).
+        if matches!(&self.phase, Phase::Leaving(l) if l.ready) {
+            self.finish_leaving();
+        }
     }
 
     /// The subscription changed.

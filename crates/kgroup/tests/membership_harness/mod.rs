@@ -40,6 +40,7 @@ pub enum Body {
     SyncGroup(SyncGroupRequest),
     Heartbeat(HeartbeatRequest),
     LeaveGroup(LeaveGroupRequest),
+    OffsetCommit(OffsetCommitRequest),
     Other,
 }
 
@@ -77,6 +78,12 @@ impl Sent {
         match &self.body {
             Body::LeaveGroup(r) => r,
             other => panic!("expected LeaveGroup, got {other:?}"),
+        }
+    }
+    pub fn commit(&self) -> &OffsetCommitRequest {
+        match &self.body {
+            Body::OffsetCommit(r) => r,
+            other => panic!("expected OffsetCommit, got {other:?}"),
         }
     }
     pub fn metadata(&self) -> &MetadataRequest {
@@ -119,6 +126,9 @@ fn decode(t: &Transmit) -> Sent {
         ApiKey::Heartbeat => Body::Heartbeat(HeartbeatRequest::decode(&mut buf, version).unwrap()),
         ApiKey::LeaveGroup => {
             Body::LeaveGroup(LeaveGroupRequest::decode(&mut buf, version).unwrap())
+        }
+        ApiKey::OffsetCommit => {
+            Body::OffsetCommit(OffsetCommitRequest::decode(&mut buf, version).unwrap())
         }
         _ => Body::Other,
     };
@@ -411,6 +421,30 @@ pub fn coordinator_found(node: i32) -> FindCoordinatorResponse {
 
 pub fn error_response<R: Default>(f: impl FnOnce(R) -> R) -> R {
     f(R::default())
+}
+
+/// An OffsetCommit response answering every partition of `req` with `code`.
+pub fn commit_response(req: &OffsetCommitRequest, code: i16) -> OffsetCommitResponse {
+    use kgroup::kafka_protocol::messages::offset_commit_response::*;
+    OffsetCommitResponse::default().with_topics(
+        req.topics
+            .iter()
+            .map(|t| {
+                OffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                OffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
 }
 
 pub fn heartbeat_error(code: i16) -> HeartbeatResponse {
