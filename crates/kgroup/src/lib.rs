@@ -21,6 +21,7 @@ pub mod assignor;
 pub mod backoff;
 pub mod config;
 pub mod coordinator;
+pub mod driver;
 pub mod error;
 pub mod event;
 pub mod group;

@@ -1,0 +1,1 @@
+//! kgroup on futures-io/async-io (being written).

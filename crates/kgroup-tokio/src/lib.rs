@@ -1,0 +1,1 @@
+//! kgroup on tokio (being written).
