@@ -28,11 +28,12 @@
 //! rebalance hands it over.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use bytes::Bytes;
 
-use super::prep::{NONE, Prepared};
+use super::prep::{FixedHasher, NONE, Prepared};
 use super::userdata::{
     DEFAULT_GENERATION, decode_cooperative, decode_sticky, encode_cooperative,
     sticky_subscription_user_data,
@@ -493,7 +494,7 @@ fn hand_out(
 /// Members holding a partition of a topic that a subscriber with at least two
 /// fewer partitions could take (Java's balance criterion), most loaded first.
 fn find_violations(prep: &Prepared<'_>, owner: &[u32], counts: &[u32]) -> Vec<u32> {
-    let mut donors = Vec::new();
+    let mut is_donor = vec![false; counts.len()];
     for t in 0..prep.num_topics() as u32 {
         let subs = prep
             .topic_members
@@ -504,16 +505,18 @@ fn find_violations(prep: &Prepared<'_>, owner: &[u32], counts: &[u32]) -> Vec<u3
             .map(|&m| counts.get(m as usize).copied().unwrap_or(0))
             .min()
             .unwrap_or(0);
-        for g in prep.range(t) {
-            let o = owner.get(g as usize).copied().unwrap_or(NONE);
-            if counts.get(o as usize).is_some_and(|&c| c >= min + 2) {
-                donors.push(o);
+        let r = prep.range(t);
+        for &o in owner.get(r.start as usize..r.end as usize).unwrap_or(&[]) {
+            if counts.get(o as usize).is_some_and(|&c| c >= min + 2)
+                && let Some(d) = is_donor.get_mut(o as usize)
+            {
+                *d = true;
             }
         }
     }
-    donors.sort_unstable();
-    donors.dedup();
-    donors
+    (0..counts.len() as u32)
+        .filter(|&m| is_donor.get(m as usize).copied().unwrap_or(false))
+        .collect()
 }
 
 /// The move loop's state: held partitions per member and subscription classes.
@@ -525,6 +528,9 @@ struct Mover {
     classes: Vec<BTreeSet<(u32, u32)>>,
     member_class: Vec<u32>,
     topic_classes: Vec<Vec<u32>>,
+    /// Every member with a subscription: (count, member), for a quick
+    /// "nobody is two below this donor" rejection.
+    all: BTreeSet<(u32, u32)>,
 }
 
 impl Mover {
@@ -535,6 +541,7 @@ impl Mover {
             classes: Vec::new(),
             member_class: Vec::new(),
             topic_classes: vec![Vec::new(); prep.num_topics()],
+            all: BTreeSet::new(),
         }
     }
 
@@ -558,20 +565,42 @@ impl Mover {
         if !self.member_class.is_empty() || prep.members.is_empty() {
             return;
         }
-        let mut ids: BTreeMap<&[u32], u32> = BTreeMap::new();
+        // group identical subscriptions: hash the topic list, confirm equality
+        let mut ids: HashMap<u64, Vec<u32>, BuildHasherDefault<FixedHasher>> = HashMap::default();
+        let mut rep: Vec<u32> = Vec::new();
         for (m, ts) in prep.member_topics.iter().enumerate() {
-            let next = ids.len() as u32;
-            let c = *ids.entry(ts.as_slice()).or_insert(next);
-            if c as usize == self.classes.len() {
-                self.classes.push(BTreeSet::new());
-                for &t in ts {
-                    if let Some(v) = self.topic_classes.get_mut(t as usize) {
-                        v.push(c);
-                    }
-                }
+            let mut h = FixedHasher::default();
+            for &t in ts {
+                h.write_u32(t);
             }
+            h.write_usize(ts.len());
+            let bucket = ids.entry(h.finish()).or_default();
+            let found = bucket.iter().copied().find(|&c| {
+                rep.get(c as usize)
+                    .and_then(|&r| prep.member_topics.get(r as usize))
+                    .is_some_and(|other| other == ts)
+            });
+            let c = match found {
+                Some(c) => c,
+                None => {
+                    let c = self.classes.len() as u32;
+                    bucket.push(c);
+                    rep.push(m as u32);
+                    self.classes.push(BTreeSet::new());
+                    for &t in ts {
+                        if let Some(v) = self.topic_classes.get_mut(t as usize) {
+                            v.push(c);
+                        }
+                    }
+                    c
+                }
+            };
+            let count = counts.get(m).copied().unwrap_or(0);
             if let Some(set) = self.classes.get_mut(c as usize) {
-                set.insert((counts.get(m).copied().unwrap_or(0), m as u32));
+                set.insert((count, m as u32));
+            }
+            if !ts.is_empty() {
+                self.all.insert((count, m as u32));
             }
             self.member_class.push(c);
         }
@@ -591,6 +620,9 @@ impl Mover {
     }
 
     fn set_count(&mut self, m: u32, old: u32, new: u32) {
+        if self.all.remove(&(old, m)) {
+            self.all.insert((new, m));
+        }
         if let Some(set) = self
             .member_class
             .get(m as usize)
@@ -615,6 +647,15 @@ impl Mover {
         budget: u64,
     ) -> bool {
         self.build_classes(prep, counts);
+        let active = prep
+            .member_topics
+            .iter()
+            .filter(|t| !t.is_empty())
+            .count()
+            .max(1) as u64;
+        let total: u64 = counts.iter().map(|&c| u64::from(c)).sum();
+        let mean_lo = (total / active) as u32;
+        let mean_hi = total.div_ceil(active) as u32;
         let mut heap: BinaryHeap<(u32, Reverse<u32>)> = donors
             .into_iter()
             .map(|m| (counts.get(m as usize).copied().unwrap_or(0), Reverse(m)))
@@ -624,6 +665,9 @@ impl Mover {
             let ca = counts.get(a as usize).copied().unwrap_or(0);
             if c != ca || ca < 2 {
                 continue; // stale entry
+            }
+            if self.all.first().is_none_or(|&(min, _)| min + 2 > ca) {
+                continue; // nobody anywhere is two below `a`
             }
             // first topic of `a` with a receiver two or more below it
             let mut target = None;
@@ -653,7 +697,13 @@ impl Mover {
                 return false;
             }
             *moves += 1;
-            let k = ((hi - lo) as u32).min((ca - cb) / 2).max(1) as usize;
+            // Batch moves, capped so neither side crosses the mean load:
+            // large skews converge in few steps without extra movement.
+            let cap = ca
+                .saturating_sub(mean_hi)
+                .min(mean_lo.saturating_sub(cb))
+                .max(1);
+            let k = ((hi - lo) as u32).min((ca - cb) / 2).min(cap).max(1) as usize;
             // prefer partitions `a` did not own before (no revocation), then the highest
             moved.clear();
             let range = held_a.get(lo..hi).unwrap_or(&[]);
