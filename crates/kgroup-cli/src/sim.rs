@@ -38,6 +38,9 @@ pub struct SimArgs {
     /// violation), then the summary line.
     #[arg(long)]
     json: bool,
+    /// Print the full trace of each schedule (debugging a seed).
+    #[arg(long)]
+    trace: bool,
     /// Test-only: reintroduce a bug (stale-last-assigned, stale-commit-generation).
     #[arg(long, hide = true)]
     mutation: Option<String>,
@@ -98,9 +101,13 @@ pub fn run_sim(args: SimArgs) -> i32 {
             faults: args.faults,
             scenario,
             mutation,
+            keep_trace: args.trace,
             ..SimConfig::default()
         };
         let report = run(config, started);
+        for line in &report.trace {
+            println!("{line}");
+        }
         checks += report.checks;
         violations += report.violation_count;
         if report.violation_count > 0 {

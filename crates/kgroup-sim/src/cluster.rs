@@ -708,7 +708,7 @@ impl Cluster {
         if let Some(code) = state_error {
             let reply = Reply {
                 to,
-                body: error_body(&req, version, code),
+                body: loading_or_error_body(&req, version, code),
             };
             self.mark_busy(to, api);
             self.send_reply(reply);
@@ -869,6 +869,30 @@ enum GroupReq {
     Leave(LeaveGroupRequest),
     Commit(OffsetCommitRequest),
     Fetch(OffsetFetchRequest),
+}
+
+/// The response while the coordinator cannot serve a request. While the
+/// group is loading Kafka answers a Heartbeat `NONE` ("the group is still
+/// loading, so respond just blindly") and a SyncGroup
+/// `REBALANCE_IN_PROGRESS` (the rebalance's state is lost; older clients do
+/// not expect `COORDINATOR_LOAD_IN_PROGRESS` there), in
+/// `GroupCoordinator.handleHeartbeat` / `handleSyncGroup`.
+fn loading_or_error_body(req: &GroupReq, version: i16, code: i16) -> ReplyBody {
+    if code == COORDINATOR_LOAD_IN_PROGRESS {
+        match req {
+            GroupReq::Heartbeat(_) => {
+                return ReplyBody::Heartbeat(HeartbeatResponse::default().with_error_code(NONE));
+            }
+            GroupReq::Sync(_) => {
+                return ReplyBody::Sync(
+                    SyncGroupResponse::default()
+                        .with_error_code(crate::coordinator::REBALANCE_IN_PROGRESS),
+                );
+            }
+            _ => {}
+        }
+    }
+    error_body(req, version, code)
 }
 
 /// The response a group API gives when the coordinator cannot serve it.

@@ -59,6 +59,14 @@ pub struct App {
 }
 
 impl App {
+    /// Drop `partitions` from a revocation waiting for its ack (they were
+    /// lost, or handed back): the ack, when it comes, must not touch them.
+    pub fn forget_revoking(&mut self, partitions: &[TopicPartition]) {
+        if let Some((list, _)) = &mut self.revoking {
+            list.retain(|p| !partitions.contains(p));
+        }
+    }
+
     /// Partitions held now.
     pub fn owned_set(&self) -> BTreeSet<TopicPartition> {
         self.owned.keys().cloned().collect()

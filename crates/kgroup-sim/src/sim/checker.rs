@@ -164,11 +164,10 @@ impl Checker {
         &mut self,
         at: SimTime,
         owners: &BTreeMap<&TopicPartition, Vec<Owner<'_>>>,
-        live: &BTreeSet<String>,
+        live: &dyn Fn(&str) -> bool,
     ) {
         for (tp, list) in owners {
-            let live_owners: Vec<&Owner<'_>> =
-                list.iter().filter(|o| live.contains(o.member_id)).collect();
+            let live_owners: Vec<&Owner<'_>> = list.iter().filter(|o| live(o.member_id)).collect();
             self.check(live_owners.len() <= 1, Invariant::SingleOwner, at, || {
                 let names: Vec<String> = live_owners
                     .iter()

@@ -818,6 +818,8 @@ impl Simulation {
                 for p in &partitions {
                     app.owned.remove(p);
                 }
+                // A loss supersedes a revocation still waiting for its ack.
+                app.forget_revoking(&partitions);
                 if self.config.mutation != Mutation::StaleLastAssigned {
                     app.stale_last_assigned.clear();
                 }
@@ -881,6 +883,8 @@ impl Simulation {
         } else {
             added.to_vec()
         };
+        // Partitions handed back anew are no longer being revoked.
+        m.app.forget_revoking(&added);
         for p in &added {
             let start = store
                 .committed(GROUP_ID, &p.topic, p.partition)
@@ -1461,7 +1465,10 @@ impl Simulation {
             return;
         }
         if self.members[i].engine.is_some() {
-            if self.members[i].closing {
+            // A scheduled start with other assignors replaces the running
+            // process (a rolling upgrade wins over a random bounce).
+            let upgrade = !assignors.is_empty() && assignors != self.members[i].assignors;
+            if self.members[i].closing || upgrade {
                 self.stop_member(i);
             } else {
                 return;
@@ -1572,11 +1579,15 @@ impl Simulation {
     }
 
     fn check_single_owner(&mut self) {
-        let live = self.live_members();
         let owners = self.owners();
-        // Borrow juggling: evaluate into a temporary checker and merge.
         let mut tmp = Checker::new();
-        tmp.single_owner(self.now, &owners, &live);
+        match self.cluster.coordinator().and_then(|c| c.group(GROUP_ID)) {
+            Some(g) => tmp.single_owner(self.now, &owners, &|id| g.members.contains_key(id)),
+            None => {
+                let live = self.live_members();
+                tmp.single_owner(self.now, &owners, &|id| live.contains(id));
+            }
+        }
         drop(owners);
         self.checker.absorb(tmp);
     }

@@ -190,6 +190,7 @@ impl fmt::Display for Action {
                 write!(f, "latency spike for {}ms", duration.as_millis())
             }
             Action::CrashBroker(b) => write!(f, "crash broker {b}"),
+            Action::RestartBroker(b) if *b < 0 => write!(f, "restart crashed brokers"),
             Action::RestartBroker(b) => write!(f, "restart broker {b}"),
             Action::MoveCoordinator(b) => write!(f, "move coordinator to broker {b}"),
             Action::CrashCoordinator => write!(f, "crash the coordinator's broker"),
