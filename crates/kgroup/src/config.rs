@@ -53,6 +53,7 @@ pub struct Config {
     pub(crate) revoke_mode: RevokeMode,
     pub(crate) seed: u64,
     pub(crate) offsets: OffsetsConfig,
+    pub(crate) fetch_on_assign: bool,
 }
 
 impl Config {
@@ -155,6 +156,7 @@ impl ConfigBuilder {
                 revoke_mode: RevokeMode::Immediate,
                 seed: 0,
                 offsets: OffsetsConfig::new(group_id.clone()),
+                fetch_on_assign: false,
             },
         }
     }
@@ -232,6 +234,16 @@ impl ConfigBuilder {
     /// this configuration's.
     pub fn offsets(mut self, offsets: OffsetsConfig) -> Self {
         self.config.offsets = offsets;
+        self
+    }
+
+    /// Read the committed offsets of newly assigned partitions before
+    /// reporting them (default off): `Assigned` is then held back until the
+    /// OffsetFetch answers, and comes right after its
+    /// `Event::Offsets(OffsetEvent::FetchDone)`, which carries each
+    /// partition's committed offset (or none).
+    pub fn fetch_committed_on_assign(mut self, on: bool) -> Self {
+        self.config.fetch_on_assign = on;
         self
     }
 

@@ -295,6 +295,9 @@ pub struct Group {
     pub(crate) offsets: Offsets,
     /// Coordinator epoch the offsets component was last told is ready.
     pub(crate) offsets_coordinator: Option<u64>,
+    /// An `Assigned` event held until the OffsetFetch of its new partitions
+    /// answers (`fetch_committed_on_assign`).
+    pub(crate) held_assigned: Option<(FetchId, Event)>,
 }
 
 impl Group {
@@ -336,6 +339,7 @@ impl Group {
             metadata_due: false,
             offsets,
             offsets_coordinator: None,
+            held_assigned: None,
         };
         group.bootstrap = Conn::new(group.new_connection_id());
         group

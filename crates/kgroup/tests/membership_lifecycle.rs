@@ -566,3 +566,66 @@ fn an_empty_assignment_is_taken_as_empty_and_reported() {
     )));
     assert_eq!(h.group.state(), GroupState::Stable);
 }
+
+#[test]
+fn with_fetch_on_assign_assigned_follows_the_committed_offsets() {
+    use kgroup::kafka_protocol::messages::offset_fetch_response::*;
+    use kgroup::offsets::OffsetEvent;
+    let mut h = Harness::new(
+        Harness::config(&[eager_first()])
+            .fetch_committed_on_assign(true)
+            .build()
+            .unwrap(),
+    );
+    h.subscribe(&["t"]);
+    h.find_coordinator();
+    h.join_as_follower("m1", 1);
+    h.sync_with(&[("t", 0)]);
+    let ev = h.take_events();
+    assert!(
+        assigned(&ev).is_empty(),
+        "Assigned waits for the committed offsets"
+    );
+    let f = h.expect(ApiKey::OffsetFetch);
+    assert_eq!(f.version, 9);
+    let response = OffsetFetchResponse::default().with_groups(vec![
+        OffsetFetchResponseGroup::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_topics(vec![
+                OffsetFetchResponseTopics::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_partitions(vec![
+                        OffsetFetchResponsePartitions::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(41),
+                    ]),
+            ]),
+    ]);
+    h.respond(&f, response);
+    let ev = h.take_events();
+    let fi = ev
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                Event::Offsets(OffsetEvent::FetchDone { result: Ok(_), .. })
+            )
+        })
+        .expect("FetchDone");
+    let ai = ev
+        .iter()
+        .position(|e| matches!(e, Event::Assigned { .. }))
+        .expect("Assigned");
+    assert_eq!(ai, fi + 1, "Assigned right after its FetchDone: {ev:?}");
+    match &ev[fi] {
+        Event::Offsets(OffsetEvent::FetchDone {
+            result: Ok(offsets),
+            generation: 1,
+            ..
+        }) => {
+            let got = offsets[&kgroup::TopicPartition::new("t", 0)].clone();
+            assert_eq!(got.unwrap().map(|o| o.offset), Some(41));
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -91,6 +91,16 @@ impl Group {
                     self.on_offsets_action(now, action, error);
                     acted = true;
                 }
+                OffsetEvent::FetchDone { id, .. } => {
+                    self.events.push_back(Event::Offsets(event));
+                    if self
+                        .held_assigned
+                        .as_ref()
+                        .is_some_and(|(held, _)| *held == id)
+                    {
+                        self.flush_held_assigned();
+                    }
+                }
                 other => self.events.push_back(Event::Offsets(other)),
             }
         }
@@ -153,6 +163,14 @@ impl Group {
                 self.lose_all(LostReason::Fenced);
                 self.fail_broker(ApiKey::OffsetCommit, error);
             }
+        }
+    }
+
+    /// Emit a held `Assigned` now (its fetch answered, or ownership is about
+    /// to change and the application must see it first).
+    pub(crate) fn flush_held_assigned(&mut self) {
+        if let Some((_, event)) = self.held_assigned.take() {
+            self.events.push_back(event);
         }
     }
 

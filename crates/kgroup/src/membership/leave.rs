@@ -29,6 +29,7 @@ impl Group {
             Phase::Left | Phase::Failed(_) | Phase::Leaving(_) => return,
             _ => {}
         }
+        self.flush_held_assigned();
         let rebalancing = matches!(self.phase, Phase::Joining(_) | Phase::AwaitingSync(_));
         if rebalancing || self.identity.generation < 0 {
             self.lose_all(LostReason::LeftDuringRebalance);

@@ -233,8 +233,11 @@ impl Group {
 
     /// A revocation goes on once acknowledged and its commit is answered.
     fn complete_revocation(&mut self, now: Instant) -> bool {
-        let ready = matches!(&self.phase, Phase::Revoking(r) if r.acked)
-            && !self.offsets.blocking_rebalance();
+        // Wait only for commits *of the revoked partitions*: during a
+        // cooperative revoke the application keeps committing what it
+        // retains, and those must not stall the revocation.
+        let ready = matches!(&self.phase, Phase::Revoking(r)
+            if r.acked && !self.offsets.has_pending_for(&r.partitions));
         if !ready {
             return false;
         }
@@ -319,6 +322,7 @@ impl Group {
         partitions: Vec<TopicPartition>,
         then: AfterRevoke,
     ) {
+        self.flush_held_assigned();
         self.events.push_back(Event::Revoked {
             partitions: partitions.clone(),
         });
@@ -391,6 +395,7 @@ impl Group {
 
     /// Report everything owned as lost and forget it.
     pub(crate) fn lose_all(&mut self, reason: LostReason) {
+        self.flush_held_assigned();
         if self.ownership.owned.is_empty() {
             return;
         }

@@ -244,12 +244,26 @@ impl Group {
         }
         self.ownership.owned = a.partitions;
         self.phase = Phase::Stable;
-        self.events.push_back(Event::Assigned {
+        let fetch = self.config.fetch_on_assign && !a.added.is_empty();
+        let added = if fetch { a.added.clone() } else { Vec::new() };
+        let event = Event::Assigned {
             generation: a.generation,
             member_id: self.identity.member_id.as_str().to_owned(),
             partitions: self.ownership.owned.iter().cloned().collect(),
             added: a.added,
-        });
+        };
+        self.flush_held_assigned();
+        if fetch {
+            // Hand the new generation first, then read its new partitions'
+            // committed offsets; `Assigned` follows the `FetchDone`.
+            self.sync_offsets(now);
+            match self.offsets.fetch(now, added) {
+                Ok(id) => self.held_assigned = Some((id, event)),
+                Err(_) => self.events.push_back(event),
+            }
+        } else {
+            self.events.push_back(event);
+        }
         if self.identity.watch.is_some() {
             self.timers
                 .set(Timer::MetadataRefresh, now + self.config.metadata_max_age);
