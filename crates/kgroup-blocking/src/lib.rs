@@ -49,8 +49,8 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use kgroup::driver::{BrokerAddr, Driver, DriverError, IoAction};
-use kgroup::offsets::{CommitId, CommitRefused, CommittedOffset};
+use kgroup::driver::{BrokerAddr, Command, Driver, DriverError, IoAction, Reply};
+use kgroup::offsets::{CommitId, CommitRefused, CommittedOffset, FetchId, FetchRefused};
 use kgroup::{Config, ConnectionId, Event, Group, GroupState, TopicPartition};
 
 pub use kgroup;
@@ -197,6 +197,27 @@ impl<C: Connector> Consumer<C> {
             .driver
             .group_mut()
             .mark_processed(Instant::now(), tp, offset);
+        self.flush();
+        r
+    }
+
+    /// Read the committed offsets of owned `partitions`; the result comes as
+    /// an `Event::Offsets(FetchDone)`.
+    pub fn fetch_committed(
+        &mut self,
+        partitions: Vec<TopicPartition>,
+    ) -> Result<FetchId, FetchRefused> {
+        let r = self
+            .driver
+            .group_mut()
+            .fetch_committed(Instant::now(), partitions);
+        self.flush();
+        r
+    }
+
+    /// Apply a [`Command`] (every other method is a shorthand for one).
+    pub fn apply(&mut self, command: Command) -> Reply {
+        let r = self.driver.apply(Instant::now(), command);
         self.flush();
         r
     }

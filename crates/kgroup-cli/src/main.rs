@@ -3,6 +3,8 @@ use clap::{Parser, Subcommand};
 
 mod assign;
 mod demo;
+mod join;
+mod join_async;
 mod sim;
 
 #[derive(Debug, Parser)]
@@ -20,6 +22,8 @@ enum Command {
     Sim(sim::SimArgs),
     /// Run a built-in assignor on a JSON group description.
     Assign(assign::AssignArgs),
+    /// Join a consumer group on a real cluster and report its events.
+    Join(join::JoinArgs),
 }
 
 fn main() {
@@ -28,5 +32,6 @@ fn main() {
         Command::Assign(args) => assign::run(args),
         Command::Demo(args) => std::process::exit(demo::run_demo(args)),
         Command::Sim(args) => std::process::exit(sim::run_sim(args)),
+        Command::Join(args) => std::process::exit(join::run(args)),
     }
 }

@@ -46,9 +46,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 
+use crate::TopicPartition;
 use crate::backoff::Backoff;
 use crate::event::Event;
 use crate::group::{Broker, ConnectionId, Group, RequestId, Transmit, TransportError};
+use crate::offsets::{CommitId, CommitRefused, CommittedOffset, FetchId, FetchRefused};
 use crate::rng::Rng;
 use crate::wire::{DEFAULT_MAX_FRAME, FrameDecoder, peek_correlation_id};
 
@@ -194,6 +196,32 @@ pub enum Command {
     Close,
     /// [`Group::leave`] with a reason.
     Leave(String),
+    /// [`Group::commit`].
+    Commit(Vec<(TopicPartition, CommittedOffset)>),
+    /// [`Group::mark_processed`].
+    MarkProcessed(TopicPartition, i64),
+    /// [`Group::fetch_committed`].
+    FetchCommitted(Vec<TopicPartition>),
+    /// [`Driver::marks_sent`], for reporting what a marked commit carried.
+    MarksSent,
+}
+
+/// What [`Driver::apply`] returns: the command's own result, for the
+/// commands that have one.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Reply {
+    /// The command has no result.
+    Done,
+    /// Result of [`Command::Commit`]: the id of its `CommitDone`, or why it
+    /// was refused (never sent).
+    Commit(Result<CommitId, CommitRefused>),
+    /// Result of [`Command::MarkProcessed`].
+    Mark(Result<(), CommitRefused>),
+    /// Result of [`Command::FetchCommitted`]: the id of its `FetchDone`.
+    Fetch(Result<FetchId, FetchRefused>),
+    /// Result of [`Command::MarksSent`].
+    MarksSent(Vec<(TopicPartition, i64)>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,6 +284,7 @@ pub struct Driver {
     actions: VecDeque<IoAction>,
     connect_timeout: Duration,
     max_frame: usize,
+    marks_sent: Vec<(TopicPartition, i64)>,
 }
 
 impl Driver {
@@ -279,6 +308,7 @@ impl Driver {
             actions: VecDeque::new(),
             connect_timeout,
             max_frame: DEFAULT_MAX_FRAME,
+            marks_sent: Vec::new(),
         })
     }
 
@@ -299,8 +329,8 @@ impl Driver {
         &mut self.group
     }
 
-    /// Apply one [`Command`].
-    pub fn apply(&mut self, now: Instant, command: Command) {
+    /// Apply one [`Command`] and return its result.
+    pub fn apply(&mut self, now: Instant, command: Command) -> Reply {
         let g = &mut self.group;
         match command {
             Command::Subscribe(topics) => g.subscribe(now, topics),
@@ -309,7 +339,31 @@ impl Driver {
             Command::AckRevoked => g.ack_revoked(now),
             Command::Close => g.close(now),
             Command::Leave(reason) => g.leave(now, &reason),
+            Command::Commit(offsets) => return Reply::Commit(g.commit(now, offsets)),
+            Command::MarkProcessed(tp, offset) => {
+                return Reply::Mark(g.mark_processed(now, tp, offset));
+            }
+            Command::FetchCommitted(tps) => return Reply::Fetch(g.fetch_committed(now, tps)),
+            Command::MarksSent => return Reply::MarksSent(self.marks_sent.clone()),
         }
+        Reply::Done
+    }
+
+    /// The marked offsets of owned partitions as they stood when the last
+    /// OffsetCommit was sent. A commit of the marks is built from them when
+    /// it is sent (one OffsetCommit in flight at a time), so after its
+    /// successful `CommitDone` these are the offsets it committed; a tool
+    /// that prints commits (`kgroup join`) reads them here.
+    pub fn marks_sent(&self) -> &[(TopicPartition, i64)] {
+        &self.marks_sent
+    }
+
+    /// Whether the member has left or failed: nothing more will happen.
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self.group.state(),
+            crate::GroupState::Left | crate::GroupState::Failed
+        )
     }
 
     /// Open connections, one per logical connection.
@@ -468,6 +522,17 @@ impl Driver {
     fn route(&mut self, now: Instant, t: Transmit) {
         let conn = t.destination.connection;
         let deadline = now + self.response_timeout(t.api);
+        if t.api == ApiKey::OffsetCommit {
+            let owned = self.group.owned();
+            self.marks_sent = self
+                .group
+                .offsets()
+                .marks()
+                .iter()
+                .filter(|(tp, _)| owned.contains(*tp))
+                .map(|(tp, o)| (tp.clone(), o.offset))
+                .collect();
+        }
         if !self.links.contains_key(&conn) {
             let (kind, addr) = match &t.destination.broker {
                 Broker::Any => {
