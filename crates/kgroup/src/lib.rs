@@ -10,6 +10,16 @@
 //! - [`wire`]: framing, bounded decoding, version negotiation, ConsumerProtocol codec;
 //! - [`assignor`]: the [`assignor::Assignor`] trait and the built-in assignors;
 //! - [`offsets`]: OffsetCommit/OffsetFetch fenced by the generation, commit on revoke, auto-commit.
+//! - [`coordinator`]: FindCoordinator, the coordinator's address, rediscovery with backoff;
+//! - [`membership`]: JoinGroup, SyncGroup, Heartbeat, LeaveGroup (eager, cooperative, static);
+//! - [`group`]: [`Group`], the public object composing the layers.
+//!
+//! The driving loop, stated once: feed one input (`handle_response`,
+//! `handle_transport_error`, `handle_timeout` or a command); drain every
+//! output (`poll_transmit` until `None`, sending each frame on the
+//! connection it names, then `poll_event` until `None`); read
+//! `poll_timeout` and wait for the next input or that instant. See
+//! [`group`] and `docs/architecture.md`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
