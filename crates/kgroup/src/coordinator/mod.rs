@@ -1,6 +1,6 @@
 //! Finding the group coordinator, and losing it.
 //!
-//! Owns where the coordinator is ([`CoordinatorState`]), the dedicated
+//! Owns where the coordinator is (`CoordinatorState`), the dedicated
 //! connection to it, the FindCoordinator exchange on the bootstrap connection
 //! and its error handling (PROTOCOL.md §2.2, Java's
 //! `AbstractCoordinator.FindCoordinatorResponseHandler` and

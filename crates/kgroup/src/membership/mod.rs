@@ -3,15 +3,15 @@
 //! member-id-required (KIP-394), SkipAssignment (KIP-814).
 //!
 //! What lives where:
-//! - this file: the member's state ([`Phase`], whose variants carry the data
-//!   valid in them), its identity ([`Identity`]) and what it owns
-//!   ([`Ownership`]), and the rebalance lifecycle (Java's `onJoinPrepare`:
+//! - this file: the member's state (`Phase`, whose variants carry the data
+//!   valid in them), its identity (`Identity`) and what it owns
+//!   (`Ownership`), and the rebalance lifecycle (Java's `onJoinPrepare`:
 //!   hold, revoke or lose, rejoin; resets per PROTOCOL.md §2.1);
-//! - [`join`], [`sync`], [`heartbeat`], [`leave`]: one API each, request and
+//! - `join`, `sync`, `heartbeat`, `leave`: one API each, request and
 //!   response handling per the error matrix of PROTOCOL.md §2;
-//! - [`leader`]: the leader's work (decode subscriptions, Metadata, assignor,
+//! - `leader`: the leader's work (decode subscriptions, Metadata, assignor,
 //!   validation, metadata watch);
-//! - [`subscription`]: this member's ConsumerProtocol subscription.
+//! - `subscription`: this member's ConsumerProtocol subscription.
 //!
 //! "Owned now" and "previous assignment with its generation" are separate
 //! state: after an eager revoke a member owns nothing, while its sticky user
