@@ -291,6 +291,9 @@ pub struct Simulation {
     crashed: BTreeSet<i32>,
     commits_accepted: u64,
     commits_rejected: u64,
+    /// Ownership or membership may have changed since the last single-owner
+    /// check (a step that changes neither cannot change its verdict).
+    owners_dirty: bool,
 }
 
 fn sb(s: &str) -> StrBytes {
@@ -390,6 +393,7 @@ impl Simulation {
             crashed: BTreeSet::new(),
             commits_accepted: 0,
             commits_rejected: 0,
+            owners_dirty: true,
         };
         for (t, a) in sim.schedule.actions.clone() {
             sim.push(t, Ev::Act(a));
@@ -537,7 +541,9 @@ impl Simulation {
             self.cluster_timer_at = Some(t);
             self.push(t, Ev::ClusterTimer);
         }
-        self.check_single_owner();
+        if std::mem::take(&mut self.owners_dirty) {
+            self.check_single_owner();
+        }
     }
 
     fn pump_cluster(&mut self) {
@@ -776,6 +782,12 @@ impl Simulation {
     }
 
     fn on_engine_event(&mut self, i: usize, ev: Event) {
+        if matches!(
+            ev,
+            Event::Assigned { .. } | Event::Lost { .. } | Event::Left | Event::Fatal(_)
+        ) {
+            self.owners_dirty = true;
+        }
         let name = self.members[i].name.clone();
         match ev {
             Event::Joined {
@@ -961,6 +973,7 @@ impl Simulation {
     }
 
     fn app_ack(&mut self, i: usize, seq: u64) {
+        self.owners_dirty = true;
         let now = self.instant();
         let mutation = self.config.mutation;
         let m = &mut self.members[i];
@@ -1231,6 +1244,12 @@ impl Simulation {
     }
 
     fn on_coord_event(&mut self, ev: CoordEvent) {
+        if matches!(
+            ev,
+            CoordEvent::MemberAdded { .. } | CoordEvent::MemberRemoved { .. }
+        ) {
+            self.owners_dirty = true;
+        }
         match ev {
             CoordEvent::GenerationStarted {
                 generation,
@@ -1339,6 +1358,7 @@ impl Simulation {
     }
 
     fn on_cluster_event(&mut self, ev: ClusterEvent) {
+        self.owners_dirty = true;
         let text = match &ev {
             ClusterEvent::BrokerCrashed(b) => format!("broker {b} crashed"),
             ClusterEvent::BrokerRestarted(b) => format!("broker {b} restarted"),
@@ -1461,6 +1481,7 @@ impl Simulation {
     }
 
     fn start_member(&mut self, i: usize, assignors: Vec<&'static str>) {
+        self.owners_dirty = true;
         if i >= self.members.len() {
             return;
         }
@@ -1535,6 +1556,7 @@ impl Simulation {
 
     /// The member's process is gone: engine, application and connections.
     fn stop_member(&mut self, i: usize) {
+        self.owners_dirty = true;
         let Some(m) = self.members.get_mut(i) else {
             return;
         };
