@@ -71,6 +71,10 @@ pub(crate) struct Prepared<'a> {
     pub topic_members: Vec<Vec<u32>>,
     /// Topic name to index.
     by_name: NameIndex<'a>,
+    /// Subscription bitmap, topic-major (`words` u64 per topic), when small
+    /// enough (at most 2^26 bits); else `subscribes` binary-searches.
+    sub_bits: Vec<u64>,
+    words: usize,
     metadata: &'a ClusterMetadata,
 }
 
@@ -103,7 +107,18 @@ impl<'a> Prepared<'a> {
         }
         let mut used = vec![false; meta.len()];
         let mut member_topics: Vec<Vec<u32>> = Vec::with_capacity(sorted.len());
-        for m in &sorted {
+        let mut last: Option<(&[String], usize)> = None;
+        for (i, m) in sorted.iter().enumerate() {
+            // members usually share subscription lists: reuse the previous
+            // member's interned list when the names are the same
+            if let Some((names, j)) = last
+                && names == m.topics.as_slice()
+                && let Some(prev) = member_topics.get(j)
+            {
+                let ts = prev.clone();
+                member_topics.push(ts);
+                continue;
+            }
             let mut ts: Vec<u32> = m
                 .topics
                 .iter()
@@ -117,6 +132,7 @@ impl<'a> Prepared<'a> {
                 }
             }
             member_topics.push(ts);
+            last = Some((m.topics.as_slice(), i));
         }
         // Compact to the subscribed topics, keeping name order.
         let mut remap = vec![NONE; meta.len()];
@@ -171,6 +187,18 @@ impl<'a> Prepared<'a> {
             table: meta_idx,
             remap,
         };
+        let words = sorted.len().div_ceil(64);
+        let mut sub_bits = Vec::new();
+        if words.saturating_mul(topic_names.len()) <= (1 << 20) {
+            sub_bits = vec![0u64; words * topic_names.len()];
+            for (t, ms) in topic_members.iter().enumerate() {
+                for &m in ms {
+                    if let Some(w) = sub_bits.get_mut(t * words + m as usize / 64) {
+                        *w |= 1 << (m % 64);
+                    }
+                }
+            }
+        }
         Ok(Self {
             topic_names,
             offset,
@@ -178,6 +206,8 @@ impl<'a> Prepared<'a> {
             member_topics,
             topic_members,
             by_name,
+            sub_bits,
+            words,
             metadata,
         })
     }
@@ -222,6 +252,13 @@ impl<'a> Prepared<'a> {
 
     /// Whether member `m` subscribes to topic `t`.
     pub fn subscribes(&self, m: u32, t: u32) -> bool {
+        if !self.sub_bits.is_empty() {
+            let i = t as usize * self.words + m as usize / 64;
+            return self
+                .sub_bits
+                .get(i)
+                .is_some_and(|w| w & (1 << (m % 64)) != 0);
+        }
         self.member_topics
             .get(m as usize)
             .is_some_and(|ts| ts.binary_search(&t).is_ok())

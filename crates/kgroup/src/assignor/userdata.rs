@@ -29,6 +29,11 @@ pub enum UserDataError {
     /// An array or string has a negative length (they are non-nullable).
     #[error("sticky assignor user data has a negative length at byte {0}")]
     NegativeLength(usize),
+    /// A topic with partitions has a name longer than Kafka allows (249
+    /// bytes): each decoded partition copies its topic name, so such a name
+    /// would multiply the data's size in memory (found by fuzzing).
+    #[error("sticky assignor user data has a topic name longer than 249 bytes at byte {0}")]
+    TopicNameTooLong(usize),
 }
 
 /// The decoded content of a `sticky` member's user data.
@@ -128,6 +133,10 @@ pub fn decode_sticky(data: &[u8]) -> Result<StickyUserData, UserDataError> {
         let topic = String::from_utf8_lossy(name).into_owned();
         r.pos = end;
         let n = r.count(4)?;
+        // Kafka's `Topic.MAX_NAME_LENGTH`; bounds the copies made below.
+        if n > 0 && len > crate::wire::consumer_protocol::MAX_TOPIC_NAME_LEN {
+            return Err(UserDataError::TopicNameTooLong(at));
+        }
         partitions.reserve(n);
         for _ in 0..n {
             partitions.push(TopicPartition::new(topic.clone(), r.i32()?));
