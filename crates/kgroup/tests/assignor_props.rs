@@ -316,3 +316,34 @@ fn previous_owners(c: &Case) -> BTreeMap<TopicPartition, String> {
         })
         .collect()
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Hostile user data never panics: `sticky` treats undecodable data as no
+    /// previous assignment, `cooperative-sticky` as the default generation.
+    #[test]
+    fn hostile_user_data_is_harmless(
+        c in case(),
+        blobs in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 7),
+    ) {
+        let members: Vec<MemberSubscription> = c
+            .members
+            .iter()
+            .zip(blobs.iter())
+            .map(|(m, b)| {
+                let mut m = m.clone();
+                m.user_data = Some(bytes::Bytes::copy_from_slice(b));
+                m
+            })
+            .collect();
+        for b in &blobs {
+            let _ = kgroup::assignor::userdata::decode_sticky(b);
+        }
+        let a = builtin("sticky").expect("known").assign(&c.metadata, &members).expect("assigns");
+        check_valid(&c, &a, true)?;
+        check_balanced(&c, &a)?;
+        let a = builtin("cooperative-sticky").expect("known").assign(&c.metadata, &members).expect("assigns");
+        check_valid(&c, &a, false)?;
+    }
+}
