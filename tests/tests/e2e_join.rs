@@ -1,0 +1,381 @@
+//! `kgroup join` processes against the test broker: the command that
+//! external checks run next to real librdkafka members.
+//!
+//! Shown here: JSON lines with `ts_ms`; two processes split the partitions
+//! and commit with `--advance-offsets-ms`, committed offsets never go
+//! backwards; SIGTERM and end of stdin each end a member with `left` and
+//! exit 0, the survivor takes every partition; an injected
+//! FENCED_INSTANCE_ID is reported (`"class":"fenced"`) and exits 1; bad
+//! usage exits 2. What the mock cannot do (static membership, fencing of a
+//! real duplicate) is covered by the simulator.
+//!
+//! The `kgroup` binary is found through `KGROUP_BIN`, next to this test's
+//! target directory, or built with cargo on first use.
+#![allow(clippy::disallowed_methods)] // harness code: real time bounds real waits
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
+
+use kgroup_tests::{TestBroker, TestBrokerOptions, deadline_after, remaining};
+use serde_json::Value;
+
+const BROKER: &str = env!("CARGO_BIN_EXE_kgroup-testbroker");
+const WAIT: Duration = Duration::from_secs(40);
+
+fn kgroup_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("KGROUP_BIN") {
+            return PathBuf::from(p);
+        }
+        // target/<profile>/deps/<test> -> target/<profile>/kgroup
+        let exe = std::env::current_exe().expect("test executable path");
+        let dir = exe
+            .parent()
+            .and_then(|d| d.parent())
+            .expect("target directory")
+            .to_path_buf();
+        let bin = dir.join("kgroup");
+        if !bin.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-p", "kgroup-cli", "--bin", "kgroup"]);
+            if dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("cargo runs");
+            assert!(status.success(), "building the kgroup binary failed");
+        }
+        bin
+    })
+    .clone()
+}
+
+/// A running `kgroup join` with its JSON lines.
+struct Join {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl Join {
+    fn start(bootstrap: &str, group: &str, extra: &[&str]) -> Join {
+        let mut child = Command::new(kgroup_bin())
+            .args([
+                "join",
+                "--bootstrap",
+                bootstrap,
+                "--group",
+                group,
+                "--topics",
+                "jobs",
+            ])
+            .args([
+                "--session-timeout-ms",
+                "6000",
+                "--heartbeat-interval-ms",
+                "500",
+                "--json",
+            ])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("kgroup join starts");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not a JSON line: {line:?}: {e}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Join {
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Ok(v) = self.lines.try_recv() {
+            assert!(
+                v.get("ts_ms").and_then(Value::as_u64).is_some(),
+                "ts_ms on {v}"
+            );
+            self.seen.push(v);
+        }
+    }
+
+    /// The partitions owned now, from the assigned/revoked/lost lines.
+    fn owned(&self) -> BTreeSet<i64> {
+        let mut owned = BTreeSet::new();
+        for v in &self.seen {
+            let parts = || {
+                v["partitions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p.get(1).and_then(Value::as_i64))
+            };
+            match v["event"].as_str() {
+                Some("assigned") => owned = parts().collect(),
+                Some("revoked") | Some("lost") => {
+                    for p in parts() {
+                        owned.remove(&p);
+                    }
+                }
+                Some("left") => owned.clear(),
+                _ => {}
+            }
+        }
+        owned
+    }
+
+    fn has(&self, event: &str) -> bool {
+        self.seen.iter().any(|v| v["event"] == event)
+    }
+
+    fn exit_code(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = deadline_after(timeout);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.drain();
+                return status.code();
+            }
+            if remaining(deadline).is_zero() {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Join {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_until(joins: &mut [&mut Join], what: &str, cond: impl Fn(&[&mut Join]) -> bool) {
+    let deadline = deadline_after(WAIT);
+    loop {
+        for j in joins.iter_mut() {
+            j.drain();
+        }
+        if cond(joins) {
+            return;
+        }
+        assert!(
+            !remaining(deadline).is_zero(),
+            "{what}: not within {WAIT:?}; lines: {:#?}",
+            joins.iter().map(|j| &j.seen).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Committed offsets per partition, across every process, in the order
+/// printed by each process: they never go backwards within a process.
+fn committed(j: &Join) -> Vec<(i64, i64)> {
+    j.seen
+        .iter()
+        .filter(|v| v["event"] == "committed")
+        .flat_map(|v| v["offsets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|o| Some((o.get(1)?.as_i64()?, o.get(2)?.as_i64()?)))
+        .collect()
+}
+
+#[test]
+fn two_processes_split_commit_and_leave_on_sigterm_and_end_of_stdin() {
+    let mut broker = TestBroker::start(BROKER, &TestBrokerOptions::default().topic("jobs", 4))
+        .expect("test broker starts");
+    let all: BTreeSet<i64> = (0..4).collect();
+    let advance = [
+        "--advance-offsets-ms",
+        "50",
+        "--auto-commit-interval-ms",
+        "300",
+    ];
+    let mut a = Join::start(broker.bootstrap(), "e2e-join", &advance);
+    wait_until(&mut [&mut a], "first member owns everything", |j| {
+        j[0].owned() == all
+    });
+    let mut b = Join::start(
+        broker.bootstrap(),
+        "e2e-join",
+        &[&advance[..], &["--runtime", "tokio"]].concat(),
+    );
+    wait_until(
+        &mut [&mut a, &mut b],
+        "two members split the partitions",
+        |j| {
+            let (x, y) = (j[0].owned(), j[1].owned());
+            !x.is_empty() && !y.is_empty() && x.is_disjoint(&y) && x.len() + y.len() == 4
+        },
+    );
+    wait_until(&mut [&mut a, &mut b], "both commit", |j| {
+        !committed(j[0]).is_empty()
+            && j[1]
+                .seen
+                .iter()
+                .filter(|v| v["event"] == "committed")
+                .count()
+                >= 2
+    });
+
+    // SIGTERM: a commits what it marked, leaves, prints left, exits 0.
+    a.signal("-TERM");
+    assert_eq!(
+        a.exit_code(WAIT),
+        Some(0),
+        "exit 0 after SIGTERM: {:#?}",
+        a.seen
+    );
+    assert_eq!(
+        a.seen.last().map(|v| v["event"].clone()),
+        Some("left".into())
+    );
+    wait_until(&mut [&mut b], "the survivor owns everything", |j| {
+        j[0].owned() == all
+    });
+
+    // A committed offset resumes where the group left it: b's commits for a
+    // partition it took over start at or above a's last commit of it.
+    let mut last_a: BTreeMap<i64, i64> = BTreeMap::new();
+    for (p, o) in committed(&a) {
+        let prev = last_a.insert(p, o).unwrap_or(0);
+        assert!(
+            o >= prev,
+            "a's commits of partition {p} went back: {prev} -> {o}"
+        );
+    }
+    wait_until(&mut [&mut b], "the survivor commits every partition", |j| {
+        let parts: BTreeSet<i64> = committed(j[0]).iter().map(|(p, _)| *p).collect();
+        parts == all
+    });
+    let mut last_b: BTreeMap<i64, i64> = BTreeMap::new();
+    for (p, o) in committed(&b) {
+        let prev = last_b.insert(p, o).unwrap_or(0);
+        assert!(
+            o >= prev,
+            "b's commits of partition {p} went back: {prev} -> {o}"
+        );
+    }
+    for (p, o) in &last_a {
+        assert!(
+            last_b.get(p).is_some_and(|b| b >= o),
+            "partition {p}: b resumed below a's commit {o}: {last_b:?}"
+        );
+    }
+
+    // End of stdin: the same clean exit.
+    drop(b.stdin.take());
+    assert_eq!(
+        b.exit_code(WAIT),
+        Some(0),
+        "exit 0 at end of stdin: {:#?}",
+        b.seen
+    );
+    assert!(b.has("left"));
+    assert!(broker.command("ping").is_ok(), "the broker survived");
+}
+
+#[test]
+fn injected_fenced_instance_id_is_reported_and_exits_1() {
+    let mut broker = TestBroker::start(BROKER, &TestBrokerOptions::default().topic("jobs", 2))
+        .expect("test broker starts");
+    let mut j = Join::start(
+        broker.bootstrap(),
+        "e2e-fenced",
+        &["--instance-id", "worker-1"],
+    );
+    wait_until(&mut [&mut j], "assigned", |j| j[0].owned().len() == 2);
+    // FENCED_INSTANCE_ID (82) on the next heartbeats.
+    broker.push_errors(12, &[82, 82, 82]).expect("push errors");
+    assert_eq!(
+        j.exit_code(WAIT),
+        Some(1),
+        "exit 1 when fenced: {:#?}",
+        j.seen
+    );
+    let error = j
+        .seen
+        .iter()
+        .find(|v| v["event"] == "error")
+        .unwrap_or_else(|| panic!("an error line: {:#?}", j.seen));
+    assert_eq!(error["class"], "fenced", "{error}");
+    assert!(
+        !j.has("left"),
+        "a fenced member does not report a clean leave"
+    );
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let run = |args: &[&str]| {
+        Command::new(kgroup_bin())
+            .arg("join")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("kgroup runs")
+            .code()
+    };
+    assert_eq!(
+        run(&["--group", "g", "--topics", "t"]),
+        Some(2),
+        "missing --bootstrap"
+    );
+    let base = [
+        "--bootstrap",
+        "127.0.0.1:9",
+        "--group",
+        "g",
+        "--topics",
+        "t",
+    ];
+    assert_eq!(run(&[&base[..], &["--assignor", "nope"]].concat()), Some(2));
+    assert_eq!(run(&[&base[..], &["--runtime", "nope"]].concat()), Some(2));
+    assert_eq!(
+        run(&[
+            &base[..],
+            &[
+                "--session-timeout-ms",
+                "1000",
+                "--heartbeat-interval-ms",
+                "2000"
+            ]
+        ]
+        .concat()),
+        Some(2)
+    );
+    assert_eq!(
+        run(&["--bootstrap", "nonsense", "--group", "g", "--topics", "t"]),
+        Some(2)
+    );
+}
