@@ -379,3 +379,102 @@ fn bad_usage_exits_2() {
         Some(2)
     );
 }
+
+/// Seed 004: the coordinator's broker goes down and comes back while two
+/// members commit. Both notice (a warning line), recover by themselves, go
+/// on committing, every partition is owned exactly once at the end, and no
+/// process's committed offsets ever go backwards.
+#[test]
+fn coordinator_down_and_up_while_committing() {
+    let mut broker = TestBroker::start(BROKER, &TestBrokerOptions::default().topic("jobs", 4))
+        .expect("test broker starts");
+    broker
+        .set_group_coordinator("e2e-coord", 2)
+        .expect("coordinator on broker 2");
+    let all: BTreeSet<i64> = (0..4).collect();
+    let advance = [
+        "--advance-offsets-ms",
+        "50",
+        "--auto-commit-interval-ms",
+        "300",
+    ];
+    let mut a = Join::start(broker.bootstrap(), "e2e-coord", &advance);
+    let mut b = Join::start(
+        broker.bootstrap(),
+        "e2e-coord",
+        &[&advance[..], &["--runtime", "async-std"]].concat(),
+    );
+    wait_until(&mut [&mut a, &mut b], "split and committing", |j| {
+        let (x, y) = (j[0].owned(), j[1].owned());
+        x.len() + y.len() == 4
+            && x.is_disjoint(&y)
+            && !committed(j[0]).is_empty()
+            && !committed(j[1]).is_empty()
+    });
+    let before = (a.seen.len(), b.seen.len());
+    let max_before: BTreeMap<i64, i64> =
+        committed(&a)
+            .into_iter()
+            .chain(committed(&b))
+            .fold(BTreeMap::new(), |mut m, (p, o)| {
+                let e = m.entry(p).or_insert(o);
+                *e = (*e).max(o);
+                m
+            });
+
+    broker.broker_down(2).expect("broker 2 down");
+    wait_until(
+        &mut [&mut a, &mut b],
+        "both notice the coordinator is gone",
+        |j| {
+            j[0].seen[before.0..]
+                .iter()
+                .any(|v| v["event"] == "warning")
+                && j[1].seen[before.1..]
+                    .iter()
+                    .any(|v| v["event"] == "warning")
+        },
+    );
+    broker.broker_up(2).expect("broker 2 up");
+
+    // Recovered: every partition owned exactly once and committed again,
+    // at or above what was committed before the outage.
+    let marks = (a.seen.len(), b.seen.len());
+    wait_until(
+        &mut [&mut a, &mut b],
+        "recovered and committing past the outage",
+        |j| {
+            let (x, y) = (j[0].owned(), j[1].owned());
+            let after: BTreeMap<i64, i64> = j[0].seen[marks.0..]
+                .iter()
+                .chain(&j[1].seen[marks.1..])
+                .filter(|v| v["event"] == "committed")
+                .flat_map(|v| v["offsets"].as_array().cloned().unwrap_or_default())
+                .filter_map(|o| Some((o.get(1)?.as_i64()?, o.get(2)?.as_i64()?)))
+                .collect();
+            x.len() + y.len() == 4
+                && x.is_disjoint(&y)
+                && x.union(&y).copied().collect::<BTreeSet<_>>() == all
+                && all.iter().all(|p| {
+                    after
+                        .get(p)
+                        .is_some_and(|o| o >= max_before.get(p).unwrap_or(&0))
+                })
+        },
+    );
+    for j in [&a, &b] {
+        let mut last: BTreeMap<i64, i64> = BTreeMap::new();
+        for (p, o) in committed(j) {
+            let prev = last.insert(p, o).unwrap_or(0);
+            assert!(
+                o >= prev,
+                "commits of partition {p} went back: {prev} -> {o}"
+            );
+        }
+        assert!(!j.has("error"), "no fatal error: {:#?}", j.seen);
+    }
+    drop(a.stdin.take());
+    drop(b.stdin.take());
+    assert_eq!(a.exit_code(WAIT), Some(0));
+    assert_eq!(b.exit_code(WAIT), Some(0));
+}
