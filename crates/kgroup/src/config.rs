@@ -425,3 +425,81 @@ impl ConfigError {
         crate::ErrorClass::Fatal
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assignor::builtin;
+
+    fn base() -> ConfigBuilder {
+        Config::builder("g").assignor(builtin("range").unwrap())
+    }
+
+    #[test]
+    fn defaults_build_and_follow_the_java_client() {
+        let c = base().build().unwrap();
+        assert_eq!(c.session_timeout(), Duration::from_secs(45));
+        assert_eq!(c.heartbeat_interval(), Duration::from_secs(3));
+        assert_eq!(c.rebalance_timeout(), Duration::from_secs(300));
+        assert_eq!(c.protocol(), RebalanceProtocol::Eager);
+        assert_eq!(c.offsets().group_id, "g");
+    }
+
+    #[test]
+    fn errors_say_what_to_change() {
+        let e = Config::builder("")
+            .assignor(builtin("range").unwrap())
+            .build()
+            .unwrap_err();
+        assert_eq!(e, ConfigError::EmptyGroupId);
+        let e = Config::builder("g").build().unwrap_err();
+        assert!(e.to_string().contains("add at least one"), "{e}");
+        let e = base()
+            .heartbeat_interval(Duration::from_secs(10))
+            .session_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("must be below session.timeout.ms"),
+            "{e}"
+        );
+        let e = base().session_timeout(Duration::ZERO).build().unwrap_err();
+        assert!(e.to_string().contains("session.timeout.ms"), "{e}");
+        let e = base()
+            .rebalance_timeout(Duration::from_secs(u64::from(u32::MAX)))
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("max.poll.interval.ms"), "{e}");
+        let e = base()
+            .retry_backoff(Duration::from_secs(2), Duration::from_secs(1))
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("raise the maximum"), "{e}");
+        for bad in ["", "a b", "..", &"x".repeat(250)] {
+            let e = base().instance_id(bad).build().unwrap_err();
+            assert!(
+                matches!(e, ConfigError::InvalidInstanceId { .. }),
+                "{bad:?}: {e}"
+            );
+        }
+        assert!(base().instance_id("pod-1.eu_west").build().is_ok());
+        assert_eq!(e_class(), crate::ErrorClass::Fatal);
+    }
+
+    fn e_class() -> crate::ErrorClass {
+        ConfigError::EmptyGroupId.class()
+    }
+
+    #[test]
+    fn cooperative_only_when_every_assignor_supports_it() {
+        let coop = builtin("cooperative-sticky").unwrap();
+        let c = Config::builder("g").assignor(coop.clone()).build().unwrap();
+        assert_eq!(c.protocol(), RebalanceProtocol::Cooperative);
+        let c = Config::builder("g")
+            .assignor(coop)
+            .assignor(builtin("range").unwrap())
+            .build()
+            .unwrap();
+        assert_eq!(c.protocol(), RebalanceProtocol::Eager);
+    }
+}

@@ -926,3 +926,26 @@ impl Group {
         self.bootstrap_backoff(now);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_software_name_and_version_pass_the_brokers_pattern() {
+        assert!(Conn::new(ConnectionId(1)).negotiation.is_ok());
+    }
+
+    #[test]
+    fn request_ids_stay_non_negative_and_wrap() {
+        let config = Config::builder("g")
+            .assignor(crate::assignor::builtin("range").unwrap())
+            .build()
+            .unwrap();
+        #[allow(clippy::disallowed_methods)] // an arbitrary origin
+        let mut g = Group::new(config, Instant::now());
+        g.next_correlation = i32::MAX - 1;
+        assert_eq!(g.next_request_id(), RequestId(i32::MAX));
+        assert_eq!(g.next_request_id(), RequestId(0));
+    }
+}
