@@ -243,11 +243,34 @@ fn join_fatal_errors_are_fatal() {
     // INCONSISTENT_GROUP_PROTOCOL, INVALID_GROUP_ID, INVALID_SESSION_TIMEOUT,
     // GROUP_AUTHORIZATION_FAILED, GROUP_MAX_SIZE_REACHED, UNSUPPORTED_VERSION,
     // and anything else (ILLEGAL_GENERATION).
-    for code in [23, 24, 26, 30, 81, 35, ILLEGAL_GENERATION] {
+    for code in [24, 26, 30, 81, 35, ILLEGAL_GENERATION] {
         let (mut h, j) = coop_rejoining();
         h.respond(&j, join_error(code));
         assert_fatal(&mut h, code);
     }
+}
+
+#[test]
+fn join_inconsistent_group_protocol_is_reported_and_retried_with_backoff() {
+    // librdkafka's choice (PROTOCOL.md §2.9): a rolling upgrade can leave no
+    // protocol in common until a lingering member's session expires.
+    let (mut h, j) = coop_rejoining();
+    h.respond(&j, join_error(23));
+    let ev = h.take_events();
+    assert!(fatal(&ev).is_none());
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Warning(w) if w.code() == Some(23)))
+    );
+    h.expect_nothing();
+    assert_eq!(h.fire_next_timer(), Timer::JoinBackoff);
+    let j2 = h.expect(ApiKey::JoinGroup);
+    assert_eq!(j2.join().member_id.as_str(), "m1");
+    h.respond(&j2, join_error(23));
+    let at = h.now;
+    h.fire_next_timer();
+    let ms = (h.now - at).as_millis();
+    assert!((160..=240).contains(&ms), "second backoff doubles: {ms} ms");
 }
 
 #[test]

@@ -171,7 +171,19 @@ impl Group {
             ResponseError::FencedInstanceId if !current => {
                 self.join_again(RejoinReason::Retry("stale fencing"));
             }
-            // FENCED_INSTANCE_ID, INCONSISTENT_GROUP_PROTOCOL,
+            ResponseError::InconsistentGroupProtocol => {
+                // No protocol in common with the group *now*: during a
+                // rolling upgrade (seed 000: [range] → [cooperative-sticky,
+                // range] → [cooperative-sticky]) a member of an older step
+                // may linger until its session expires. As librdkafka does
+                // (PROTOCOL.md §2.9), report it and retry with a growing
+                // backoff instead of failing for good; Java treats it as fatal.
+                self.warn_broker(ApiKey::JoinGroup, error);
+                let delay = self.join_backoff.next_delay(&mut self.rng);
+                self.timers.set(Timer::JoinBackoff, now + delay);
+                self.join_again(RejoinReason::Retry("no protocol in common with the group"));
+            }
+            // FENCED_INSTANCE_ID,
             // INVALID_SESSION_TIMEOUT, INVALID_GROUP_ID,
             // GROUP_AUTHORIZATION_FAILED, GROUP_MAX_SIZE_REACHED,
             // UNSUPPORTED_VERSION and anything else: fatal, as in Java.
@@ -267,6 +279,18 @@ impl Group {
             broker,
             error,
         });
+    }
+
+    pub(crate) fn warn_broker(&mut self, api: ApiKey, error: ResponseError) {
+        let (group, member) = self.names();
+        let broker = self.coordinator.broker_ref();
+        self.events.push_back(Event::Warning(GroupError::Broker {
+            group,
+            member,
+            api,
+            broker,
+            error,
+        }));
     }
 
     pub(crate) fn fail_wire(&mut self, api: ApiKey, source: crate::wire::WireError) {
