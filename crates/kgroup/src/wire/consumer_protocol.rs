@@ -120,10 +120,11 @@ impl Subscription {
         topics.sort();
         topics.dedup();
         let owned = flatten(
+            "subscription",
             raw.owned_partitions
                 .iter()
                 .map(|tp| (tp.topic.0.as_str(), &tp.partitions)),
-        );
+        )?;
         Ok((
             version,
             Self {
@@ -178,10 +179,11 @@ impl Assignment {
         )
         .map_err(|e| cp_error("assignment", format!("{e:#}")))?;
         let partitions = flatten(
+            "assignment",
             raw.assigned_partitions
                 .iter()
                 .map(|tp| (tp.topic.0.as_str(), &tp.partitions)),
-        );
+        )?;
         Ok((
             version,
             Self {
@@ -281,13 +283,40 @@ fn group_by_topic(partitions: &[TopicPartition]) -> Vec<(&str, Vec<i32>)> {
 }
 
 /// Flattens per-topic partition lists into sorted, deduplicated pairs.
-fn flatten<'a>(topics: impl Iterator<Item = (&'a str, &'a Vec<i32>)>) -> Vec<TopicPartition> {
-    let mut out: Vec<TopicPartition> = topics
-        .flat_map(|(topic, parts)| parts.iter().map(move |p| TopicPartition::new(topic, *p)))
-        .collect();
+/// Longest topic name Kafka allows (`Topic.MAX_NAME_LENGTH` in Java's
+/// `org.apache.kafka.common.internals.Topic`).
+pub const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// One [`TopicPartition`] per partition, sorted and deduplicated.
+///
+/// Each `TopicPartition` owns a copy of its topic name, so a name that
+/// carries partitions must be a real topic name (at most
+/// [`MAX_TOPIC_NAME_LEN`] bytes): otherwise a 32 KB name repeated for every
+/// 4-byte partition turns a 100 KB payload into half a gigabyte (found by
+/// the `consumer_protocol` fuzz target's replay,
+/// `consumer_protocol_long_topic_name_amplification_is_bounded`). With the
+/// limit, the decoded size stays within ~70 times the payload.
+fn flatten<'a>(
+    what: &'static str,
+    topics: impl Iterator<Item = (&'a str, &'a Vec<i32>)>,
+) -> Result<Vec<TopicPartition>, WireError> {
+    let mut out: Vec<TopicPartition> = Vec::new();
+    for (topic, parts) in topics {
+        if topic.len() > MAX_TOPIC_NAME_LEN && !parts.is_empty() {
+            return Err(cp_error(
+                what,
+                format!(
+                    "a topic name of {} bytes (Kafka allows {MAX_TOPIC_NAME_LEN}) with {} partitions",
+                    topic.len(),
+                    parts.len()
+                ),
+            ));
+        }
+        out.extend(parts.iter().map(|p| TopicPartition::new(topic, *p)));
+    }
     out.sort();
     out.dedup();
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
