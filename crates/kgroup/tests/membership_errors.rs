@@ -592,3 +592,41 @@ fn close_while_join_group_is_parked_leaves_on_a_fresh_connection_and_loses_parti
     let l = h.expect(ApiKey::LeaveGroup);
     assert_eq!(l.leave().members[0].member_id.as_str(), "m1");
 }
+
+#[test]
+fn join_fenced_after_a_coordinator_failover_rejoins_once_as_a_new_incarnation() {
+    let mut h = Harness::new(
+        Harness::config(&[coop_first()])
+            .instance_id("pod-1")
+            .build()
+            .unwrap(),
+    );
+    h.join_stable(&["t"], "m1", 1, &[("t", 0)]);
+    h.take_events();
+    // The coordinator moves; the new one loaded an older generation that
+    // maps pod-1 to an earlier member id.
+    let hb = h.next_heartbeat();
+    h.respond(&hb, heartbeat_error(NOT_COORDINATOR));
+    h.fire_next_timer();
+    let fc = h.expect(ApiKey::FindCoordinator);
+    h.respond(&fc, coordinator_found(2));
+    h.answer_api_versions();
+    let hb = h.next_heartbeat();
+    h.respond(&hb, heartbeat_error(REBALANCE_IN_PROGRESS));
+    let j = h.expect(ApiKey::JoinGroup);
+    assert_eq!(j.join().member_id.as_str(), "m1");
+    h.respond(&j, join_error(FENCED_INSTANCE_ID));
+    let ev = h.take_events();
+    assert!(fatal(&ev).is_none(), "{ev:?}");
+    assert_eq!(lost(&ev), vec![(tps(&[("t", 0)]), LostReason::Fenced)]);
+    let j2 = h.expect(ApiKey::JoinGroup);
+    assert_eq!(j2.join().member_id.as_str(), "");
+    assert_eq!(
+        j2.join().group_instance_id.as_ref().map(|s| s.as_str()),
+        Some("pod-1")
+    );
+    // Fenced again in the same coordinator epoch: another process holds it.
+    h.respond(&j2, join_error(FENCED_INSTANCE_ID));
+    assert!(fatal(&h.take_events()).is_some());
+    assert_eq!(h.group.state(), GroupState::Failed);
+}

@@ -142,6 +142,7 @@ impl Group {
                 // KIP-394: adopt the id and rejoin at once, no backoff.
                 if let Some(id) = member_id.filter(|id| !id.is_empty()) {
                     self.identity.member_id = id;
+                    self.identity.member_id_epoch = self.coordinator.epoch();
                 }
                 self.phase = Phase::Joining(super::JoinState {
                     reason: RejoinReason::MemberIdRequired,
@@ -171,6 +172,18 @@ impl Group {
             ResponseError::FencedInstanceId if !current => {
                 self.join_again(RejoinReason::Retry("stale fencing"));
             }
+            ResponseError::FencedInstanceId if self.fenced_by_a_failover() => {
+                // Our member id was issued by a coordinator we have since
+                // lost; its successor loaded an older generation that maps
+                // our instance id to an earlier member id of ours (found by
+                // `kgroup sim --faults heavy`; librdkafka #3437 looks alike).
+                // Rejoin once as a new incarnation of the instance, per
+                // coordinator epoch; a second fencing is fatal.
+                self.identity.fence_retried_epoch = Some(self.coordinator.epoch());
+                self.warn_broker(ApiKey::JoinGroup, error);
+                self.hard_reset(LostReason::Fenced);
+                self.join_again(RejoinReason::Reset(LostReason::Fenced));
+            }
             ResponseError::InconsistentGroupProtocol => {
                 // No protocol in common with the group *now*: during a
                 // rolling upgrade (seed 000: [range] → [cooperative-sticky,
@@ -189,6 +202,16 @@ impl Group {
             // UNSUPPORTED_VERSION and anything else: fatal, as in Java.
             _ => self.fail_broker(ApiKey::JoinGroup, error),
         }
+    }
+
+    /// A JoinGroup fencing for a static member whose id was issued before
+    /// the coordinator changed, not yet retried in this coordinator epoch.
+    fn fenced_by_a_failover(&self) -> bool {
+        let epoch = self.coordinator.epoch();
+        self.wired.instance_id.is_some()
+            && !self.identity.member_id.is_empty()
+            && self.identity.member_id_epoch != epoch
+            && self.identity.fence_retried_epoch != Some(epoch)
     }
 
     fn join_again(&mut self, reason: RejoinReason) {
@@ -221,6 +244,9 @@ impl Group {
             });
         }
         let previous_mode = self.identity.mode;
+        if self.identity.member_id != response.member_id {
+            self.identity.member_id_epoch = self.coordinator.epoch();
+        }
         self.identity.member_id = response.member_id.clone();
         self.identity.generation = response.generation_id;
         self.identity.mode = self.mode_for(protocol.as_str());

@@ -123,6 +123,10 @@ pub(crate) struct Identity {
     pub mode: RebalanceProtocol,
     /// Leader's metadata watch (KIP-814: kept even with SkipAssignment).
     pub watch: Option<leader::MetadataWatch>,
+    /// Coordinator epoch under which the member id was issued.
+    pub member_id_epoch: u64,
+    /// Coordinator epoch in which a JoinGroup fencing was already retried.
+    pub fence_retried_epoch: Option<u64>,
 }
 
 impl Identity {
@@ -132,6 +136,8 @@ impl Identity {
             generation: -1,
             mode: RebalanceProtocol::Eager,
             watch: None,
+            member_id_epoch: 0,
+            fence_retried_epoch: None,
         }
     }
 }
