@@ -59,6 +59,8 @@ struct TopicState<'p> {
     /// Java's `partitionRacks.size()`: partition count when any subscriber has a rack.
     rack_map_len: u32,
     assigned: Vec<bool>,
+    /// Every partition below this index is assigned.
+    first_free: usize,
     num_assigned: Vec<u32>,
     per_consumer: u32,
     remaining_extra: u32,
@@ -86,6 +88,9 @@ impl TopicState<'_> {
             if let Some(a) = self.assigned.get_mut(p as usize) {
                 *a = true;
             }
+        }
+        while self.assigned.get(self.first_free) == Some(&true) {
+            self.first_free += 1;
         }
         if let Some(n) = self.num_assigned.get_mut(ci) {
             *n += partitions.len() as u32;
@@ -151,6 +156,7 @@ pub(crate) fn assign_range(prep: &Prepared<'_>) -> Vec<u32> {
             needs_rack,
             rack_map_len,
             assigned: vec![false; n as usize],
+            first_free: 0,
             num_assigned: vec![0; consumers.len()],
             per_consumer: n.checked_div(c).unwrap_or(0),
             remaining_extra: n.checked_rem(c).unwrap_or(0),
@@ -208,7 +214,10 @@ fn assign_ranges(prep: &Prepared<'_>, s: &mut TopicState<'_>, rack_only: bool, o
         let limit = s.max_assignable(ci) as usize;
         picked.clear();
         if limit > 0 {
-            for (p, &done) in s.assigned.iter().enumerate() {
+            // partitions before the first unassigned one are all taken
+            let first = s.first_free;
+            let tail = s.assigned.get(first..).unwrap_or(&[]);
+            for (p, &done) in tail.iter().enumerate().map(|(i, d)| (i + first, d)) {
                 if picked.len() >= limit {
                     break;
                 }
