@@ -50,6 +50,9 @@ pub struct App {
     pub ack_seq: u64,
     /// When the application last committed.
     pub last_commit: SimTime,
+    /// Partitions revoked cleanly (acknowledged) in generation `.1`: the
+    /// engine may still send their commit-on-revoke in that generation.
+    pub released: (BTreeSet<TopicPartition>, i32),
     /// Mutation (a): the partitions the application believes it was last
     /// assigned, not cleared on an eager revoke (the double-bounce bug).
     pub stale_last_assigned: BTreeSet<TopicPartition>,

@@ -984,8 +984,14 @@ impl Simulation {
             m.app.revoking = Some((parts, s));
             return;
         }
+        let generation = m.engine.as_ref().map_or(-1, Group::generation);
+        if m.app.released.1 != generation {
+            m.app.released = (BTreeSet::new(), generation);
+        }
         for p in &parts {
-            m.app.owned.remove(p);
+            if m.app.owned.remove(p).is_some() {
+                m.app.released.0.insert(p.clone());
+            }
         }
         if mutation != Mutation::StaleLastAssigned && m.app.owned.is_empty() {
             // Correct behaviour: after giving everything up there is no
@@ -1066,6 +1072,11 @@ impl Simulation {
         let incarnation = m.incarnation;
         for (tp, pos) in processed {
             self.checker.processed(&tp, pos);
+            // The engine's offset store (librdkafka's `offsets_store`): what it
+            // commits on revoke and on close.
+            if let Some(g) = self.members[i].engine.as_mut() {
+                let _ = g.mark_processed(now, tp, pos);
+            }
         }
         if commit_due {
             self.app_commit(i, None);
@@ -1081,12 +1092,36 @@ impl Simulation {
     }
 
     /// The application commits the positions of `only` (or of everything it
-    /// owns). The engine does not commit for the application yet, so the
-    /// application sends OffsetCommit itself on its own connection to the
-    /// coordinator, with the engine's member id and generation, as a Java
-    /// application using a separate admin path would.
+    /// owns) through the engine (`Group::commit`), which refuses locally what
+    /// it must not send (partitions not owned, eager rebalance in progress).
+    fn engine_commit(&mut self, i: usize, only: Option<&[TopicPartition]>) {
+        let now = self.instant();
+        let m = &mut self.members[i];
+        m.app.last_commit = self.now.max(Duration::from_nanos(1));
+        let offsets: Vec<(TopicPartition, kgroup::offsets::CommittedOffset)> = m
+            .app
+            .owned
+            .iter()
+            .filter(|(tp, _)| only.is_none_or(|o| o.contains(*tp)))
+            .map(|(tp, w)| (tp.clone(), w.position.into()))
+            .collect();
+        if offsets.is_empty() {
+            return;
+        }
+        if let Some(g) = m.engine.as_mut() {
+            let _ = g.commit(now, offsets);
+        }
+    }
+
+    /// Mutation (b): the application builds OffsetCommit itself, with the
+    /// generation of its first assignment, and sends it on its own connection
+    /// to the coordinator (the engine would refuse a stale generation).
     fn app_commit(&mut self, i: usize, only: Option<&[TopicPartition]>) {
         let mutation = self.config.mutation;
+        if mutation != Mutation::StaleCommitGeneration {
+            self.engine_commit(i, only);
+            return;
+        }
         let m = &mut self.members[i];
         m.app.last_commit = self.now.max(Duration::from_nanos(1));
         let Some(g) = m.engine.as_ref() else { return };
@@ -1200,11 +1235,17 @@ impl Simulation {
         };
         let m = &self.members[i];
         let current = m.engine.as_ref().map_or(-1, Group::generation);
+        // Owned now, or revoked cleanly in the generation the commit carries
+        // (the engine's commit-on-revoke may leave after the ack, queued
+        // behind another request on the coordinator connection).
+        let (released, released_gen) = &m.app.released;
+        let sent_gen = req.generation_id_or_member_epoch;
         let mut not_owned = Vec::new();
         for t in &req.topics {
             for p in &t.partitions {
                 let tp = TopicPartition::new(t.name.0.as_str(), p.partition_index);
-                if !m.app.owned.contains_key(&tp) {
+                let revoked_here = *released_gen == sent_gen && released.contains(&tp);
+                if !m.app.owned.contains_key(&tp) && !revoked_here {
                     not_owned.push(tp);
                 }
             }
@@ -1483,6 +1524,11 @@ impl Simulation {
     fn start_member(&mut self, i: usize, assignors: Vec<&'static str>) {
         self.owners_dirty = true;
         if i >= self.members.len() {
+            return;
+        }
+        // A restart "with the same assignors" of a member that never ran is
+        // not a restart: the scenario has not started it yet.
+        if assignors.is_empty() && self.members[i].incarnation == 0 {
             return;
         }
         if self.members[i].engine.is_some() {
