@@ -805,6 +805,7 @@ impl Simulation {
                 member_id,
                 partitions,
                 added,
+                ..
             } => {
                 self.trace.line(
                     self.now,
