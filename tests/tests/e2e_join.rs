@@ -9,8 +9,8 @@
 //! usage exits 2. What the mock cannot do (static membership, fencing of a
 //! real duplicate) is covered by the simulator.
 //!
-//! The `kgroup` binary is found through `KGROUP_BIN`, next to this test's
-//! target directory, or built with cargo on first use.
+//! The `kgroup` binary is `KGROUP_BIN` if set, else built with cargo (in
+//! this test's target directory) on first use.
 #![allow(clippy::disallowed_methods)] // harness code: real time bounds real waits
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,7 +41,10 @@ fn kgroup_bin() -> PathBuf {
             .expect("target directory")
             .to_path_buf();
         let bin = dir.join("kgroup");
-        if !bin.exists() {
+        // Always (re)build: `cargo test` does not build other packages'
+        // binaries, and a stale one would test old code. Up to date, this
+        // takes a moment.
+        {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut cmd = Command::new(cargo);
             cmd.args(["build", "-p", "kgroup-cli", "--bin", "kgroup"]);
@@ -66,6 +69,17 @@ struct Join {
 
 impl Join {
     fn start(bootstrap: &str, group: &str, extra: &[&str]) -> Join {
+        let defaults: &[&str] = if extra.contains(&"--session-timeout-ms") {
+            &["--json"]
+        } else {
+            &[
+                "--session-timeout-ms",
+                "6000",
+                "--heartbeat-interval-ms",
+                "500",
+                "--json",
+            ]
+        };
         let mut child = Command::new(kgroup_bin())
             .args([
                 "join",
@@ -76,13 +90,7 @@ impl Join {
                 "--topics",
                 "jobs",
             ])
-            .args([
-                "--session-timeout-ms",
-                "6000",
-                "--heartbeat-interval-ms",
-                "500",
-                "--json",
-            ])
+            .args(defaults)
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -477,4 +485,112 @@ fn coordinator_down_and_up_while_committing() {
     drop(b.stdin.take());
     assert_eq!(a.exit_code(WAIT), Some(0));
     assert_eq!(b.exit_code(WAIT), Some(0));
+}
+
+impl Join {
+    /// Generation of the last `assigned` line.
+    fn generation(&self) -> Option<i64> {
+        self.seen
+            .iter()
+            .rev()
+            .find(|v| v["event"] == "assigned")
+            .and_then(|v| v["generation"].as_i64())
+    }
+}
+
+/// Every partition owned exactly once by `joins`, all in one generation.
+fn settled(joins: &[&mut Join], all: &BTreeSet<i64>) -> bool {
+    let gens: BTreeSet<Option<i64>> = joins.iter().map(|j| j.generation()).collect();
+    let mut seen = BTreeSet::new();
+    let mut count = 0;
+    for j in joins {
+        let o = j.owned();
+        count += o.len();
+        seen.extend(o);
+    }
+    gens.len() == 1 && !gens.contains(&None) && count == all.len() && &seen == all
+}
+
+fn start_member(broker: &TestBroker, assignors: &str) -> Join {
+    Join::start(
+        broker.bootstrap(),
+        "e2e-rolling",
+        &[
+            "--assignor",
+            assignors,
+            "--session-timeout-ms",
+            "3000",
+            "--heartbeat-interval-ms",
+            "300",
+            "--advance-offsets-ms",
+            "100",
+            "--auto-commit-interval-ms",
+            "500",
+        ],
+    )
+}
+
+/// Seed 001/002 on the mock: the eager-to-cooperative rolling upgrade with
+/// `kgroup join` processes, one member restarted at a time, every partition
+/// owned exactly once after each step. The mock aborts when members list
+/// different first protocols, so: [range] -> [range, cooperative-sticky]
+/// rolling, all restarted with [cooperative-sticky, range], then
+/// [cooperative-sticky] rolling (the literal double bounce is tested in
+/// memory and in the simulator).
+#[test]
+fn eager_to_cooperative_rolling_upgrade() {
+    let broker = TestBroker::start(BROKER, &TestBrokerOptions::default().topic("jobs", 6))
+        .expect("test broker starts");
+    let all: BTreeSet<i64> = (0..6).collect();
+    let mut members: Vec<Join> = Vec::new();
+    for _ in 0..2 {
+        members.push(start_member(&broker, "range"));
+    }
+    let check = |members: &mut Vec<Join>, what: &str| {
+        let mut refs: Vec<&mut Join> = members.iter_mut().collect();
+        wait_until(&mut refs, what, |j| settled(j, &all));
+        for j in members.iter() {
+            assert!(!j.has("error"), "{what}: no fatal error: {:#?}", j.seen);
+        }
+    };
+    check(&mut members, "[range] group formed");
+    let restart = |members: &mut Vec<Join>, i: usize, assignors: &str, what: &str| {
+        let mut old = members.remove(i);
+        old.signal("-TERM");
+        assert_eq!(old.exit_code(WAIT), Some(0), "{what}: clean exit");
+        members.insert(i, start_member(&broker, assignors));
+        check(members, what);
+    };
+    for i in 0..2 {
+        restart(
+            &mut members,
+            i,
+            "range,cooperative-sticky",
+            &format!("rolled {i} to [range, coop]"),
+        );
+    }
+    // Every member at once to [cooperative-sticky, range].
+    for mut j in members.drain(..) {
+        j.signal("-TERM");
+        assert_eq!(j.exit_code(WAIT), Some(0), "clean exit");
+    }
+    for _ in 0..2 {
+        members.push(start_member(&broker, "cooperative-sticky,range"));
+    }
+    check(&mut members, "all on [coop, range]");
+    for i in 0..2 {
+        restart(
+            &mut members,
+            i,
+            "cooperative-sticky",
+            &format!("rolled {i} to [coop]"),
+        );
+    }
+    assert!(
+        members.iter().all(|j| j
+            .seen
+            .iter()
+            .any(|v| v["event"] == "joined" && v["protocol"] == "cooperative-sticky")),
+        "the group runs cooperative-sticky at the end"
+    );
 }

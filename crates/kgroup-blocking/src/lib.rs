@@ -10,9 +10,13 @@
 //!
 //! One thread serves every connection, so sockets are non-blocking and the
 //! loop polls them: after a step that moved anything it goes round again at
-//! once; when idle it sleeps a short, growing tick (1 ms up to
-//! [`MAX_IDLE_TICK`]), never past the engine's next deadline. Connects are
-//! blocking with the driver's connect timeout.
+//! once. When idle and exactly one connection has requests awaiting their
+//! responses (the usual case: a parked JoinGroup, a heartbeat), it blocks on
+//! that socket ([`Connector::wait_readable`], at most 50 ms and never past
+//! the engine's next deadline), so a response is read the moment it
+//! arrives; otherwise it sleeps a short, growing tick (1 ms up to
+//! [`MAX_IDLE_TICK`]). Connects are blocking with the driver's connect
+//! timeout.
 //!
 //! # Byte streams other than TCP
 //!
@@ -68,6 +72,16 @@ pub trait Connector {
 
     /// Open a stream to `addr` within `timeout`.
     fn connect(&mut self, addr: &BrokerAddr, timeout: Duration) -> io::Result<Self::Stream>;
+
+    /// Block until `stream` has bytes to read (or end of stream), at most
+    /// `timeout`. Used when only this connection can answer next, so a
+    /// response is read the moment it arrives. The default sleeps
+    /// `timeout`; [`TcpConnector`] waits on the socket.
+    fn wait_readable(&mut self, stream: &mut Self::Stream, timeout: Duration) -> io::Result<()> {
+        let _ = stream;
+        std::thread::sleep(timeout);
+        Ok(())
+    }
 }
 
 /// Plain TCP: `TcpStream::connect_timeout` to each resolved address in turn,
@@ -92,7 +106,28 @@ impl Connector for TcpConnector {
         }
         Err(last)
     }
+
+    fn wait_readable(&mut self, stream: &mut TcpStream, timeout: Duration) -> io::Result<()> {
+        if timeout.is_zero() {
+            return Ok(());
+        }
+        // A blocking peek with a read timeout returns as soon as a byte (or
+        // the end of the stream) is there, without consuming anything.
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(timeout))?;
+        let r = stream.peek(&mut [0u8; 1]);
+        stream.set_nonblocking(true)?;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_would_block(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 }
+
+/// Longest single blocking wait on one socket: commands from the
+/// application are looked at least this often.
+const MAX_BLOCKING_WAIT: Duration = Duration::from_millis(50);
 
 #[derive(Debug)]
 struct Conn<S> {
@@ -307,7 +342,20 @@ impl<C: Connector> Consumer<C> {
             .driver
             .poll_timeout()
             .map_or(deadline, |at| at.min(deadline));
-        let nap = wake.saturating_duration_since(now).min(self.idle_tick);
+        let until_wake = wake.saturating_duration_since(now);
+        // Only one connection can speak next and nothing waits to be
+        // written: block on it, so its response is read at once.
+        let awaiting: Vec<ConnectionId> = self.driver.awaiting_response().collect();
+        let writes_pending = self.conns.values().any(|c| !c.out.is_empty());
+        if let ([only], false) = (awaiting.as_slice(), writes_pending)
+            && let Some(c) = self.conns.get_mut(only)
+        {
+            let wait = until_wake.min(MAX_BLOCKING_WAIT);
+            if self.connector.wait_readable(&mut c.stream, wait).is_ok() {
+                return;
+            }
+        }
+        let nap = until_wake.min(self.idle_tick);
         if !nap.is_zero() {
             std::thread::sleep(nap);
         }

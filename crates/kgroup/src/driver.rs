@@ -366,6 +366,16 @@ impl Driver {
         )
     }
 
+    /// Connections with at least one request waiting for its response (an
+    /// adapter that serves several sockets from one thread can block on the
+    /// only one of them that may speak next).
+    pub fn awaiting_response(&self) -> impl Iterator<Item = ConnectionId> + '_ {
+        self.links
+            .iter()
+            .filter(|(_, l)| l.state == LinkState::Open && !l.in_flight.is_empty())
+            .map(|(id, _)| *id)
+    }
+
     /// Open connections, one per logical connection.
     pub fn connections(&self) -> impl Iterator<Item = ConnectionId> + '_ {
         self.links.keys().copied()
