@@ -34,6 +34,8 @@ pub mod coordinator;
 pub mod driver;
 pub mod error;
 pub mod event;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod group;
 pub mod membership;
 pub mod offsets;
