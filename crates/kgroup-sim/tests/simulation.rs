@@ -77,19 +77,24 @@ sweep_tests! {
     coordinator_restart_heavy_faults: Scenario::CoordinatorRestart, FaultLevel::Heavy;
 }
 
-/// Known finding (docs/simulation.md, "Findings"): a coordinator that reloads
-/// a group record from before the upgrade makes every loaded member support
-/// only `range`, so members bounced onto `[cooperative-sticky]` get
-/// `INCONSISTENT_GROUP_PROTOCOL`, which the engine treats as fatal, as Java
-/// does. Reproduce: `kgroup sim --seed 1 --faults heavy --scenario double-bounce`.
+/// Was a finding (docs/simulation.md, "Findings"): after a coordinator
+/// reload mid-upgrade, `INCONSISTENT_GROUP_PROTOCOL` stopped upgraded members;
+/// the engine now retries it (commit ce287a0). Seed 1 reproduced it.
 #[test]
-#[ignore = "known finding: INCONSISTENT_GROUP_PROTOCOL after a coordinator reload mid-upgrade is fatal"]
 fn double_bounce_heavy_faults() {
     sweep(
         Scenario::DoubleBounce,
         FaultLevel::Heavy,
         1..1 + SEEDS_PER_CELL,
     );
+}
+
+#[test]
+fn static_member_fenced_after_a_coordinator_reload_recovers() {
+    // Was finding 2: seed 27 of static-restart with heavy faults ended with a
+    // fatal FENCED_INSTANCE_ID for the only process of a static member.
+    let r = run_seed(config(27, Scenario::StaticRestart, FaultLevel::Heavy));
+    assert_eq!(r.violation_count, 0, "{:#?}", r.violations);
 }
 
 #[test]
