@@ -239,9 +239,16 @@ fn v0_subscription() -> Bytes {
 
 #[test]
 fn hostile_member_metadata_never_crashes_a_kgroup_leader() {
-    let broker = TestBroker::start(BROKER, &TestBrokerOptions::default().topic(TOPIC, 4))
+    let mut broker = TestBroker::start(BROKER, &TestBrokerOptions::default().topic(TOPIC, 4))
         .expect("test broker starts");
     let group = "e2e-hostile-metadata";
+    // The kgroup leader reads metadata from broker 1, 200 ms late, so the
+    // hostile follower's SyncGroup comes first (the mock answers a late
+    // follower with INVALID_REQUEST, a mock race not under test).
+    broker
+        .set_group_coordinator(group, 2)
+        .expect("coordinator on broker 2");
+    broker.set_rtt(1, Duration::from_millis(200)).expect("rtt");
     // "a-..." sorts first: the kgroup member leads.
     let (stop, rx) = kgroup_member(broker.bootstrap(), group, "a-kgroup");
     let mut seen = Seen::default();
