@@ -38,15 +38,24 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, BrokerId, FindCoordinatorResponse, HeartbeatResponse,
     JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, MetadataRequest,
-    MetadataResponse, RequestHeader, SyncGroupRequest, SyncGroupResponse, TopicName,
+    MetadataResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
+    OffsetFetchResponse, RequestHeader, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::assignor;
 use crate::event::Event;
+use crate::offsets::CommittedOffset;
 use crate::wire::bounded::sample::{SampleRng, sample_frame};
 use crate::wire::{self, Assignment, Subscription};
 use crate::{Config, Group, GroupState, RequestId, RevokeMode, TopicPartition, TransportError};
@@ -130,6 +139,23 @@ pub enum Op {
     Close,
     /// `leave`.
     Leave,
+    /// `commit` of offsets for the partitions picked by the mask bits
+    /// (bit `4t + p`: topic t, partition p), owned or not.
+    Commit {
+        /// Partition mask.
+        mask: u16,
+        /// Offset committed.
+        offset: u16,
+    },
+    /// `mark_processed` of one partition (`4t + p`, modulo 16).
+    Mark {
+        /// Partition index.
+        pick: u8,
+        /// Offset.
+        offset: u16,
+    },
+    /// `fetch_committed` of the partitions picked by the mask bits.
+    FetchCommitted(u16),
     /// The cluster changes a topic's partition count (seen in later Metadata).
     Repartition {
         /// Topic index.
@@ -297,6 +323,9 @@ fn config(setup: &Setup) -> Option<Config> {
         .request_timeout(Duration::from_millis(request))
         .retry_backoff(Duration::from_millis(100), Duration::from_millis(1_000))
         .seed(setup.seed)
+        // `Assigned` is held for its OffsetFetch when on (the default), while
+        // `owned()` already has the partitions: the check below assumes off.
+        .fetch_committed_on_assign(false)
         .revoke_mode(if setup.gated {
             RevokeMode::Gated
         } else {
@@ -449,6 +478,32 @@ impl Harness {
             Op::AckRevoked => self.group.ack_revoked(self.now),
             Op::Close => self.group.close(self.now),
             Op::Leave => self.group.leave(self.now, "fuzz"),
+            Op::Commit { mask, offset } => {
+                let partitions = mask_partitions(mask);
+                let all_owned = partitions.iter().all(|tp| self.group.owned().contains(tp));
+                let offsets = partitions
+                    .into_iter()
+                    .map(|tp| (tp, CommittedOffset::from(i64::from(offset))))
+                    .collect();
+                if self.group.commit(self.now, offsets).is_ok() {
+                    // Rule 1 of the offsets contract: only owned partitions.
+                    assert!(all_owned, "a commit of a partition not owned was accepted");
+                }
+            }
+            Op::Mark { pick, offset } => {
+                let tp = mask_partitions(1 << (pick % 16)).remove(0);
+                let owned = self.group.owned().contains(&tp);
+                if self
+                    .group
+                    .mark_processed(self.now, tp, i64::from(offset))
+                    .is_ok()
+                {
+                    assert!(owned, "a mark of a partition not owned was accepted");
+                }
+            }
+            Op::FetchCommitted(mask) => {
+                let _ = self.group.fetch_committed(self.now, mask_partitions(mask));
+            }
             Op::Repartition { topic, partitions } => {
                 if let Some(p) = self.partitions.get_mut(usize::from(topic) % TOPICS.len()) {
                     *p = i32::from(partitions % 9);
@@ -637,6 +692,8 @@ impl Harness {
                 }
                 respond(sent.api, v, id, &r)
             }
+            ApiKey::OffsetCommit => self.offset_commit(sent, a),
+            ApiKey::OffsetFetch => self.offset_fetch(sent, a, code),
             _ => {
                 let mut rng = SampleRng::new(u64::from(a.mask));
                 sample_frame(sent.api, v, id, &mut rng)
@@ -814,6 +871,108 @@ impl Harness {
         respond(sent.api, v, sent.id.0, &r)
     }
 
+    /// Every partition of the request answered, with the chosen error on
+    /// the partitions picked by `mask`.
+    fn offset_commit(&self, sent: &Sent, a: &Answer) -> Bytes {
+        let req = decode_request::<OffsetCommitRequest>(sent).unwrap_or_default();
+        let mut r = OffsetCommitResponse::default();
+        let mut bit = 0u32;
+        r.topics = req
+            .topics
+            .iter()
+            .map(|t| {
+                let mut rt = OffsetCommitResponseTopic::default();
+                rt.name = t.name.clone();
+                rt.topic_id = t.topic_id;
+                rt.partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let mut rp = OffsetCommitResponsePartition::default();
+                        rp.partition_index = p.partition_index;
+                        if a.mask & (1 << (bit % 16)) != 0 {
+                            rp.error_code = error_code(a.error);
+                        }
+                        bit += 1;
+                        rp
+                    })
+                    .collect();
+                rt
+            })
+            .collect();
+        respond(sent.api, sent.version, sent.id.0, &r)
+    }
+
+    /// The requested partitions with offset `which * 10` (or none when
+    /// `who` is odd), the chosen error at the top level.
+    fn offset_fetch(&self, sent: &Sent, a: &Answer, code: i16) -> Bytes {
+        let v = sent.version;
+        let req = decode_request::<OffsetFetchRequest>(sent).unwrap_or_default();
+        let offset = if a.who & 1 == 1 {
+            -1
+        } else {
+            i64::from(a.which) * 10
+        };
+        let mut r = OffsetFetchResponse::default();
+        if v >= 8 {
+            r.groups = req
+                .groups
+                .iter()
+                .map(|g| {
+                    let mut rg = OffsetFetchResponseGroup::default();
+                    rg.group_id = g.group_id.clone();
+                    rg.error_code = code;
+                    rg.topics = g
+                        .topics
+                        .iter()
+                        .flatten()
+                        .map(|t| {
+                            let mut rt = OffsetFetchResponseTopics::default();
+                            rt.name = t.name.clone();
+                            rt.partitions = t
+                                .partition_indexes
+                                .iter()
+                                .map(|&p| {
+                                    let mut rp = OffsetFetchResponsePartitions::default();
+                                    rp.partition_index = p;
+                                    rp.committed_offset = offset;
+                                    rp
+                                })
+                                .collect();
+                            rt
+                        })
+                        .collect();
+                    rg
+                })
+                .collect();
+        } else {
+            if v >= 2 {
+                r.error_code = code;
+            }
+            r.topics = req
+                .topics
+                .iter()
+                .flatten()
+                .map(|t| {
+                    let mut rt = OffsetFetchResponseTopic::default();
+                    rt.name = t.name.clone();
+                    rt.partitions = t
+                        .partition_indexes
+                        .iter()
+                        .map(|&p| {
+                            let mut rp = OffsetFetchResponsePartition::default();
+                            rp.partition_index = p;
+                            rp.committed_offset = offset;
+                            rp
+                        })
+                        .collect();
+                    rt
+                })
+                .collect();
+        }
+        respond(sent.api, v, sent.id.0, &r)
+    }
+
     fn sync(&self, sent: &Sent, a: &Answer, code: i16) -> Bytes {
         let v = sent.version;
         let req = decode_request::<SyncGroupRequest>(sent).unwrap_or_default();
@@ -851,6 +1010,14 @@ impl Harness {
         }
         respond(sent.api, v, sent.id.0, &r)
     }
+}
+
+/// The partitions picked by mask bits (bit `4t + p`: topic t, partition p).
+fn mask_partitions(mask: u16) -> Vec<TopicPartition> {
+    (0..16u16)
+        .filter(|b| mask & (1 << b) != 0)
+        .map(|b| TopicPartition::new(TOPICS[usize::from(b / 4)], i32::from(b % 4)))
+        .collect()
 }
 
 fn sorted_unique(v: &[TopicPartition]) -> bool {
