@@ -351,6 +351,7 @@ impl Session {
                 generation,
                 partitions,
                 added,
+                committed,
                 ..
             } => {
                 self.out.emit(
@@ -365,6 +366,18 @@ impl Session {
                 self.positions.retain(|tp, _| partitions.contains(tp));
                 for tp in partitions {
                     self.positions.entry(tp).or_insert(None);
+                }
+                // Start from the committed offsets `Assigned` carries; only
+                // partitions without one (not fetched, errors) are fetched.
+                for (tp, c) in committed {
+                    let start = match c {
+                        kgroup::event::Committed::Offset(o) => Some(o.offset.max(0)),
+                        kgroup::event::Committed::None => Some(0),
+                        _ => None,
+                    };
+                    if let (Some(slot), Some(start)) = (self.positions.get_mut(&tp), start) {
+                        *slot = Some(start);
+                    }
                 }
                 self.fetch_positions(m);
             }

@@ -156,7 +156,9 @@ impl ConfigBuilder {
                 revoke_mode: RevokeMode::Immediate,
                 seed: 0,
                 offsets: OffsetsConfig::new(group_id.clone()),
-                fetch_on_assign: false,
+                // Java's consumer always reads the committed offsets of
+                // newly assigned partitions before fetching records.
+                fetch_on_assign: true,
             },
         }
     }
@@ -238,10 +240,13 @@ impl ConfigBuilder {
     }
 
     /// Read the committed offsets of newly assigned partitions before
-    /// reporting them (default off): `Assigned` is then held back until the
-    /// OffsetFetch answers, and comes right after its
-    /// `Event::Offsets(OffsetEvent::FetchDone)`, which carries each
-    /// partition's committed offset (or none).
+    /// reporting them (default **on**, as Java's consumer does before it
+    /// fetches records): `Assigned` is held back until the OffsetFetch of its
+    /// `added` partitions answers (retried with backoff, bounded by the
+    /// offsets component's fetch timeout) and carries each one's
+    /// [`crate::event::Committed`] offset, none, or error. Off: `Assigned` is
+    /// emitted at once with every `added` partition
+    /// [`crate::event::Committed::NotFetched`].
     pub fn fetch_committed_on_assign(mut self, on: bool) -> Self {
         self.config.fetch_on_assign = on;
         self

@@ -7,10 +7,12 @@
 //! `Rejoining`, `Left`) and non-fatal `Warning`s. Events are emitted in the
 //! order things happened; partition lists are sorted.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::TopicPartition;
 use crate::membership::GroupError;
+use crate::offsets::{CommittedOffset, FetchError, PartitionFetchError};
 
 /// Something the application must know or act on.
 #[derive(Debug)]
@@ -38,6 +40,14 @@ pub enum Event {
         partitions: Vec<TopicPartition>,
         /// Newly owned partitions, sorted (a subset of `partitions`).
         added: Vec<TopicPartition>,
+        /// The committed offset of every partition in `added`, read by an
+        /// OffsetFetch before this event was emitted (Java's consumer
+        /// fetches committed offsets before it fetches records). Exactly the
+        /// keys of `added`; partitions kept from the previous assignment
+        /// (cooperative) keep the position the application already has and
+        /// are not fetched. With `fetch_committed_on_assign(false)` every
+        /// entry is [`Committed::NotFetched`]. See `docs/offsets.md`.
+        committed: BTreeMap<TopicPartition, Committed>,
     },
     /// Give these partitions up cleanly (commit, then stop). In
     /// [`crate::config::RevokeMode::Gated`] the rebalance waits for
@@ -76,6 +86,42 @@ pub enum Event {
     /// A commit or an offset fetch finished (`CommitDone`, `FetchDone`),
     /// from the offsets component: see `docs/offsets.md`.
     Offsets(crate::offsets::OffsetEvent),
+}
+
+/// The committed offset of one newly assigned partition, as carried by
+/// [`Event::Assigned`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Committed {
+    /// The group has a committed offset: resume from `offset` (the next
+    /// record to consume), with its leader epoch and metadata.
+    Offset(CommittedOffset),
+    /// Nothing committed (the broker answered -1): apply the reset policy.
+    None,
+    /// The broker reported an error for this partition
+    /// (`UNKNOWN_TOPIC_OR_PARTITION`, `TOPIC_AUTHORIZATION_FAILED`,
+    /// `UNSTABLE_OFFSET_COMMIT` still pending at the fetch deadline, an
+    /// invalid offset or oversized metadata, missing from the response).
+    Error(PartitionFetchError),
+    /// The whole OffsetFetch failed (retries exhausted at the fetch deadline,
+    /// group authorization, invalid response, closing): the same error is
+    /// reported for every partition of the fetch.
+    FetchFailed(FetchError),
+    /// No fetch was made: `fetch_committed_on_assign(false)`, or the
+    /// partitions had to be revoked or lost before the fetch answered (the
+    /// `Assigned` is then emitted first so that ownership never changes
+    /// behind the application's back).
+    NotFetched,
+}
+
+impl Committed {
+    /// The offset to resume from, when one was committed.
+    pub fn offset(&self) -> Option<i64> {
+        match self {
+            Committed::Offset(o) => Some(o.offset),
+            _ => None,
+        }
+    }
 }
 
 /// Why partitions were lost rather than revoked.

@@ -295,9 +295,13 @@ pub struct Group {
     pub(crate) offsets: Offsets,
     /// Coordinator epoch the offsets component was last told is ready.
     pub(crate) offsets_coordinator: Option<u64>,
-    /// An `Assigned` event held until the OffsetFetch of its new partitions
-    /// answers (`fetch_committed_on_assign`).
-    pub(crate) held_assigned: Option<(FetchId, Event)>,
+    /// An `Assigned` held until the OffsetFetch of its new partitions
+    /// answers (`fetch_committed_on_assign`, on by default).
+    pub(crate) held_assigned: Option<membership::HeldAssigned>,
+    /// OffsetFetches the engine made for `Assigned` (not the application's):
+    /// their `FetchDone` is consumed here, never emitted. Each id leaves the
+    /// set at its `FetchDone`, which the offsets component always sends.
+    pub(crate) assign_fetches: BTreeSet<FetchId>,
 }
 
 impl Group {
@@ -340,6 +344,7 @@ impl Group {
             offsets,
             offsets_coordinator: None,
             held_assigned: None,
+            assign_fetches: BTreeSet::new(),
         };
         group.bootstrap = Conn::new(group.new_connection_id());
         group

@@ -46,7 +46,7 @@ pub mod wire;
 
 pub use config::{Config, ConfigBuilder, ConfigError, RevokeMode};
 pub use error::ErrorClass;
-pub use event::{Event, LostReason, RejoinReason};
+pub use event::{Committed, Event, LostReason, RejoinReason};
 pub use group::{
     Broker, BrokerNode, ConnectionId, Destination, Group, GroupState, RequestId, Transmit,
     TransportError,

@@ -24,19 +24,21 @@
 //!   for (PROTOCOL.md §2.7: rediscover, rejoin, reset, fenced) are applied
 //!   here.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, OffsetCommitResponse, OffsetFetchResponse};
 
-use super::Phase;
+use super::{HeldAssigned, Phase};
+use crate::TopicPartition;
 use crate::assignor::RebalanceProtocol;
-use crate::event::{Event, LostReason, RejoinReason};
+use crate::event::{Committed, Event, LostReason, RejoinReason};
 use crate::group::{Group, Pending, Role, Transmit};
 use crate::offsets::{
-    MembershipAction, MembershipView, OffsetEvent, OffsetRequestBody, OffsetVersions,
-    RebalancePhase, RequestFailure,
+    FetchError, FetchId, FetchedOffsets, MembershipAction, MembershipView, OffsetEvent,
+    OffsetRequestBody, OffsetVersions, PartitionFetchError, RebalancePhase, RequestFailure,
 };
 use crate::timer::Timer;
 
@@ -91,15 +93,10 @@ impl Group {
                     self.on_offsets_action(now, action, error);
                     acted = true;
                 }
-                OffsetEvent::FetchDone { id, .. } => {
-                    self.events.push_back(Event::Offsets(event));
-                    if self
-                        .held_assigned
-                        .as_ref()
-                        .is_some_and(|(held, _)| *held == id)
-                    {
-                        self.flush_held_assigned();
-                    }
+                OffsetEvent::FetchDone { id, result, .. } if self.assign_fetches.remove(&id) => {
+                    // The engine's own fetch for an `Assigned`: its result
+                    // goes into that event, not out as `FetchDone`.
+                    self.on_assign_fetch_done(now, id, result);
                 }
                 other => self.events.push_back(Event::Offsets(other)),
             }
@@ -166,11 +163,75 @@ impl Group {
         }
     }
 
-    /// Emit a held `Assigned` now (its fetch answered, or ownership is about
-    /// to change and the application must see it first).
+    /// The OffsetFetch made for a held `Assigned` finished.
+    fn on_assign_fetch_done(
+        &mut self,
+        now: Instant,
+        id: FetchId,
+        result: Result<FetchedOffsets, FetchError>,
+    ) {
+        let Some(held) = self.held_assigned.take_if(|h| h.fetch == Some(id)) else {
+            // An `Assigned` emitted or replaced meanwhile: nothing to do.
+            return;
+        };
+        let committed: BTreeMap<TopicPartition, Committed> = match result {
+            Ok(offsets) => held
+                .added
+                .iter()
+                .map(|tp| {
+                    let c = match offsets.get(tp) {
+                        Some(Ok(Some(o))) => Committed::Offset(o.clone()),
+                        Some(Ok(None)) => Committed::None,
+                        Some(Err(e)) => Committed::Error(e.clone()),
+                        None => Committed::Error(PartitionFetchError::MissingFromResponse),
+                    };
+                    (tp.clone(), c)
+                })
+                .collect(),
+            Err(FetchError::Superseded { .. }) => {
+                // The generation (or member id) changed before the answer,
+                // with the partitions still owned (a revocation or loss
+                // would have emitted the `Assigned` already): a cooperative
+                // rejoin. The next assignment takes these partitions over
+                // (its `Assigned` lists them as added; this one is never
+                // emitted); only when Stable already, fetch again now.
+                if !matches!(self.phase, Phase::Stable) {
+                    self.held_assigned = Some(HeldAssigned {
+                        fetch: None,
+                        ..held
+                    });
+                    return;
+                }
+                match self.offsets.fetch(now, held.added.iter().cloned()) {
+                    Ok(id) => {
+                        self.assign_fetches.insert(id);
+                        self.held_assigned = Some(HeldAssigned {
+                            fetch: Some(id),
+                            ..held
+                        });
+                        return;
+                    }
+                    // Not fetchable now (closing): report without offsets
+                    // rather than wait for nothing.
+                    Err(_) => BTreeMap::new(),
+                }
+            }
+            Err(e) => held
+                .added
+                .iter()
+                .map(|tp| (tp.clone(), Committed::FetchFailed(e.clone())))
+                .collect(),
+        };
+        self.events.push_back(held.into_event(committed));
+    }
+
+    /// Emit a held `Assigned` now, before ownership changes (Revoked, Lost,
+    /// leaving), so the application never sees partitions leave that it
+    /// was not told it had: its unanswered partitions are
+    /// [`Committed::NotFetched`]. Its fetch's answer is then dropped.
     pub(crate) fn flush_held_assigned(&mut self) {
-        if let Some((_, event)) = self.held_assigned.take() {
-            self.events.push_back(event);
+        if let Some(held) = self.held_assigned.take() {
+            self.events.push_back(held.into_event(BTreeMap::new()));
         }
     }
 

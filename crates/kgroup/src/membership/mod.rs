@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use kafka_protocol::protocol::StrBytes;
 
 pub use error::{BrokerRef, GroupError};
+pub(crate) use sync::HeldAssigned;
 
 use crate::TopicPartition;
 use crate::assignor::{PreviousAssignment, RebalanceProtocol};

@@ -8,7 +8,7 @@
 //! rejoin at once when anything was revoked (KIP-429), so the freed
 //! partitions can move in the next round.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -18,10 +18,41 @@ use kafka_protocol::messages::{ApiKey, GroupId, SyncGroupRequest, SyncGroupRespo
 use super::{AfterRevoke, GroupError, Phase, SyncState};
 use crate::TopicPartition;
 use crate::assignor::PreviousAssignment;
-use crate::event::{Event, LostReason, RejoinReason};
+use crate::event::{Committed, Event, LostReason, RejoinReason};
 use crate::group::{Group, Pending, Role, Transmit};
+use crate::offsets::FetchId;
 use crate::timer::Timer;
 use crate::wire::consumer_protocol::{Assignment, CONSUMER_PROTOCOL_TYPE};
+
+/// An `Assigned` waiting for the OffsetFetch of its `added` partitions.
+#[derive(Debug)]
+pub(crate) struct HeldAssigned {
+    /// The engine's fetch for `added`; `None` when it was superseded by a
+    /// generation change and could not be re-made yet.
+    pub fetch: Option<FetchId>,
+    pub generation: i32,
+    pub member_id: String,
+    pub partitions: Vec<TopicPartition>,
+    pub added: Vec<TopicPartition>,
+}
+
+impl HeldAssigned {
+    /// The event, with `committed` completed: every `added` partition not in
+    /// `committed` is [`Committed::NotFetched`].
+    pub fn into_event(self, mut committed: BTreeMap<TopicPartition, Committed>) -> Event {
+        committed.retain(|tp, _| self.added.binary_search(tp).is_ok());
+        for tp in &self.added {
+            committed.entry(tp.clone()).or_insert(Committed::NotFetched);
+        }
+        Event::Assigned {
+            generation: self.generation,
+            member_id: self.member_id,
+            partitions: self.partitions,
+            added: self.added,
+            committed,
+        }
+    }
+}
 
 /// An assignment received, waiting for a revocation to be acknowledged.
 #[derive(Debug)]
@@ -235,7 +266,11 @@ impl Group {
         }
     }
 
-    /// The assignment is in force.
+    /// The assignment is in force: report it, after reading the committed
+    /// offsets of the `added` partitions when `fetch_committed_on_assign`
+    /// (on by default; Java's consumer refreshes committed offsets before it
+    /// fetches records). Partitions kept from the previous assignment
+    /// (cooperative) keep the position the application has: not fetched.
     pub(crate) fn finish_assignment(&mut self, now: Instant, a: NewAssignment) {
         if a.generation != self.identity.generation {
             // Reset while the revocation waited: the assignment is void.
@@ -244,25 +279,44 @@ impl Group {
         }
         self.ownership.owned = a.partitions;
         self.phase = Phase::Stable;
-        let fetch = self.config.fetch_on_assign && !a.added.is_empty();
-        let added = if fetch { a.added.clone() } else { Vec::new() };
-        let event = Event::Assigned {
+        let mut added: BTreeSet<TopicPartition> = a.added.into_iter().collect();
+        if let Some(held) = self.held_assigned.take() {
+            // The previous `Assigned` still waits for its fetch and nothing
+            // of it was revoked (a revocation emits it first): it is not
+            // emitted; this one reports its partitions as added instead.
+            if let Some(id) = held.fetch {
+                self.assign_fetches.insert(id);
+            }
+            added.extend(
+                held.added
+                    .into_iter()
+                    .filter(|tp| self.ownership.owned.contains(tp)),
+            );
+        }
+        let held = HeldAssigned {
+            fetch: None,
             generation: a.generation,
             member_id: self.identity.member_id.as_str().to_owned(),
             partitions: self.ownership.owned.iter().cloned().collect(),
-            added: a.added,
+            added: added.into_iter().collect(),
         };
-        self.flush_held_assigned();
-        if fetch {
+        if self.config.fetch_on_assign && !held.added.is_empty() {
             // Hand the new generation first, then read its new partitions'
-            // committed offsets; `Assigned` follows the `FetchDone`.
+            // committed offsets; `Assigned` follows the fetch's answer.
             self.sync_offsets(now);
-            match self.offsets.fetch(now, added) {
-                Ok(id) => self.held_assigned = Some((id, event)),
-                Err(_) => self.events.push_back(event),
+            match self.offsets.fetch(now, held.added.iter().cloned()) {
+                Ok(id) => {
+                    self.assign_fetches.insert(id);
+                    self.held_assigned = Some(HeldAssigned {
+                        fetch: Some(id),
+                        ..held
+                    });
+                }
+                // Closing, or the view disagrees: report without offsets.
+                Err(_) => self.events.push_back(held.into_event(BTreeMap::new())),
             }
         } else {
-            self.events.push_back(event);
+            self.events.push_back(held.into_event(BTreeMap::new()));
         }
         if self.identity.watch.is_some() {
             self.timers

@@ -41,6 +41,7 @@ pub enum Body {
     Heartbeat(HeartbeatRequest),
     LeaveGroup(LeaveGroupRequest),
     OffsetCommit(OffsetCommitRequest),
+    OffsetFetch(OffsetFetchRequest),
     Other,
 }
 
@@ -86,6 +87,12 @@ impl Sent {
             other => panic!("expected OffsetCommit, got {other:?}"),
         }
     }
+    pub fn fetch(&self) -> &OffsetFetchRequest {
+        match &self.body {
+            Body::OffsetFetch(r) => r,
+            other => panic!("expected OffsetFetch, got {other:?}"),
+        }
+    }
     pub fn metadata(&self) -> &MetadataRequest {
         match &self.body {
             Body::Metadata(r) => r,
@@ -129,6 +136,9 @@ fn decode(t: &Transmit) -> Sent {
         }
         ApiKey::OffsetCommit => {
             Body::OffsetCommit(OffsetCommitRequest::decode(&mut buf, version).unwrap())
+        }
+        ApiKey::OffsetFetch => {
+            Body::OffsetFetch(OffsetFetchRequest::decode(&mut buf, version).unwrap())
         }
         _ => Body::Other,
     };
@@ -211,9 +221,12 @@ impl Harness {
     }
 
     /// Default config builder: group "g", the given assignors, 10 s session,
-    /// 1 s heartbeat, 60 s rebalance timeout.
+    /// 1 s heartbeat, 60 s rebalance timeout, and no OffsetFetch before
+    /// `Assigned` (the membership scripts do not answer one; the tests of
+    /// that fetch turn it back on).
     pub fn config(assignors: &[Arc<dyn Assignor>]) -> kgroup::ConfigBuilder {
         Config::builder(GROUP)
+            .fetch_committed_on_assign(false)
             .assignors(assignors.to_vec())
             .session_timeout(Duration::from_secs(10))
             .heartbeat_interval(Duration::from_secs(1))
