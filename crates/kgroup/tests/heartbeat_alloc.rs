@@ -9,7 +9,6 @@ mod membership_harness;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{BufMut, BytesMut};
 use kgroup::kafka_protocol::messages::ApiKey;
@@ -18,19 +17,28 @@ use membership_harness::*;
 
 struct Counting;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    // Per thread: tests run in parallel, and another test's counted
+    // allocations must not show up in this one's total.
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
+
+fn count_one() {
+    if COUNTING.with(Cell::get) {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+    }
 }
 
 // SAFETY: forwards to the system allocator; only counts.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        count_one();
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
@@ -39,9 +47,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        count_one();
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -59,7 +65,7 @@ fn counted<T>(f: impl FnOnce() -> T) -> T {
 
 /// One heartbeat round; returns allocations made inside engine calls.
 fn round(h: &mut Harness, frames: &mut BytesMut) -> usize {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     let (at, timer) = counted(|| h.group.poll_timeout_reason()).expect("a timer");
     assert_eq!(timer, Timer::Heartbeat);
     h.now = at;
@@ -81,7 +87,7 @@ fn round(h: &mut Harness, frames: &mut BytesMut) -> usize {
     drop(t);
     counted(|| h.group.handle_response(now, id, frame));
     assert!(counted(|| h.group.poll_event()).is_none());
-    ALLOCATIONS.load(Ordering::Relaxed) - before
+    allocations() - before
 }
 
 #[test]
@@ -114,8 +120,8 @@ fn a_stable_heartbeat_round_makes_no_heap_allocation() {
 
 #[test]
 fn the_counter_sees_allocations() {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     let v = counted(|| vec![1u8; 64]);
     assert_eq!(v.len(), 64);
-    assert!(ALLOCATIONS.load(Ordering::Relaxed) > before);
+    assert!(allocations() > before);
 }
