@@ -357,6 +357,26 @@ fn sync_coordinator_errors_rediscover_and_rejoin_keeping_partitions() {
 }
 
 #[test]
+fn sync_invalid_request_warns_and_rejoins_after_a_backoff_keeping_member_and_partitions() {
+    // librdkafka's mock refuses a follower's late SyncGroup with
+    // INVALID_REQUEST; librdkafka rejoins, and so do we (not fatal).
+    let (mut h, s) = coop_syncing();
+    h.respond(&s, sync_error(42));
+    let events = h.take_events();
+    assert!(lost(&events).is_empty());
+    assert!(events.iter().any(|e| matches!(e, Event::Warning(_))));
+    assert!(!events.iter().any(|e| matches!(e, Event::Fatal(_))));
+    h.expect_nothing();
+    h.fire_next_timer();
+    let j = h.expect(ApiKey::JoinGroup);
+    assert_eq!(j.join().member_id.as_str(), "m1");
+    assert_eq!(
+        j.subscription().owned_partitions,
+        tps(&[("t", 0), ("t", 1)])
+    );
+}
+
+#[test]
 fn sync_fatal_errors_are_fatal() {
     // FENCED_INSTANCE_ID, GROUP_AUTHORIZATION_FAILED, INCONSISTENT_GROUP_PROTOCOL, other.
     for code in [FENCED_INSTANCE_ID, GROUP_AUTHORIZATION_FAILED, 23, -1] {

@@ -195,6 +195,20 @@ impl Group {
             ResponseError::FencedInstanceId if !current => {
                 self.rejoin_now(now, RejoinReason::Retry("stale fencing"));
             }
+            ResponseError::InvalidRequest => {
+                // librdkafka's mock coordinator answers a follower whose
+                // SyncGroup arrives after the leader's with INVALID_REQUEST
+                // (rdkafka_mock_cgrp.c, rd_kafka_mock_cgrp_classic_check_state),
+                // and librdkafka itself rejoins on every SyncGroup error but a
+                // fenced instance (rd_kafka_cgrp_handle_SyncGroup_memberstate).
+                // Java would fail the call; a group member that can rejoin
+                // should, so: warn, keep the member id, rejoin after a growing
+                // backoff (a broker that always refuses cannot make us spin).
+                self.warn_broker(ApiKey::SyncGroup, error);
+                let delay = self.join_backoff.next_delay(&mut self.rng);
+                self.timers.set(Timer::JoinBackoff, now + delay);
+                self.rejoin_now(now, RejoinReason::Retry("SyncGroup refused as invalid"));
+            }
             // FENCED_INSTANCE_ID (current), GROUP_AUTHORIZATION_FAILED,
             // INCONSISTENT_GROUP_PROTOCOL and anything else: fatal.
             _ => self.fail_broker(ApiKey::SyncGroup, error),
