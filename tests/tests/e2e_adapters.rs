@@ -613,14 +613,11 @@ fn mixed_group_cooperative_sticky_kgroup_leads() {
     mixed_group("cooperative-sticky", true);
 }
 
-/// Ignored until the engine rejoins on a SyncGroup `INVALID_REQUEST`: the
-/// mock answers a follower's SyncGroup that arrives after the leader's with
-/// `INVALID_REQUEST` (`rd_kafka_mock_cgrp_classic_check_state`, group
-/// already UP), a race a librdkafka leader usually wins; librdkafka's own
-/// followers rejoin on it (`rd_kafka_cgrp_handle_SyncGroup_memberstate`),
-/// kgroup reports it as fatal today.
+/// A librdkafka leader usually syncs first, so the mock answers kgroup's
+/// later SyncGroup with `INVALID_REQUEST` (`rd_kafka_mock_cgrp_classic_check_state`,
+/// group already UP); kgroup rejoins on it, as librdkafka's own followers do
+/// (`rd_kafka_cgrp_handle_SyncGroup_memberstate`), and the group settles.
 #[test]
-#[ignore = "engine: SyncGroup INVALID_REQUEST is fatal; the mock's late-follower race needs a rejoin"]
 fn mixed_group_range_librdkafka_leads() {
     mixed_group("range", false);
 }
