@@ -48,8 +48,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         positions.remove(tp);
                     }
                 }
-                Event::Offsets(OffsetEvent::CommitDone { result, .. }) => {
-                    println!("commit: {result:?}");
+                Event::Offsets(OffsetEvent::CommitDone {
+                    committed, result, ..
+                }) => {
+                    // `committed`: what the broker accepted, offset by offset.
+                    println!("commit: {result:?}, wrote {committed:?}");
                 }
                 Event::Fatal(e) => return Err(e.into()),
                 other => println!("{other:?}"),

@@ -423,7 +423,7 @@ impl Session {
                 self.out.emit(json!({"event": "left"}), "left".to_owned());
                 return Some(EXIT_OK);
             }
-            Event::Offsets(o) => self.on_offsets(m, o),
+            Event::Offsets(o) => self.on_offsets(o),
             other => self.out.emit(
                 json!({"event": "other", "detail": format!("{other:?}")}),
                 format!("{other:?}"),
@@ -432,26 +432,33 @@ impl Session {
         None
     }
 
-    fn on_offsets(&mut self, m: &mut dyn Member, o: OffsetEvent) {
+    fn on_offsets(&mut self, o: OffsetEvent) {
         match o {
-            OffsetEvent::CommitDone { result: Ok(()), .. } => {
-                let Reply::MarksSent(offsets) = m.apply(Command::MarksSent) else {
-                    return;
-                };
-                let list: Vec<Value> = offsets
-                    .iter()
-                    .map(|(tp, o)| json!([tp.topic, tp.partition, o]))
-                    .collect();
-                let text: Vec<String> = offsets.iter().map(|(tp, o)| format!("{tp}@{o}")).collect();
+            // The offsets come from the engine's own result: what the
+            // broker accepted, as sent.
+            OffsetEvent::CommitDone {
+                committed,
+                result: Ok(()),
+                ..
+            } => {
+                let (list, text) = offsets_out(&committed);
                 self.out.emit(
                     json!({"event": "committed", "offsets": list}),
-                    format!("committed [{}]", text.join(",")),
+                    format!("committed [{text}]"),
                 );
             }
-            OffsetEvent::CommitDone { result: Err(e), .. } => self.out.emit(
-                json!({"event": "commit_failed", "class": e.class().as_str(), "error": e.to_string()}),
-                format!("commit failed class={} error={e}", e.class()),
-            ),
+            OffsetEvent::CommitDone {
+                committed,
+                result: Err(e),
+                ..
+            } => {
+                // A partly failed commit still wrote some partitions.
+                let (list, text) = offsets_out(&committed);
+                self.out.emit(
+                    json!({"event": "commit_failed", "class": e.class().as_str(), "error": e.to_string(), "offsets": list}),
+                    format!("commit failed class={} error={e} committed=[{text}]", e.class()),
+                );
+            }
             OffsetEvent::FetchDone { id, result, .. } => {
                 if self.fetch_in_flight == Some(id) {
                     self.fetch_in_flight = None;
@@ -510,4 +517,14 @@ impl Session {
             let _ = m.apply(Command::MarkProcessed(tp, pos));
         }
     }
+}
+
+/// `[["t",0,42],..]` and `t-0@42,..` for committed offsets.
+fn offsets_out(offsets: &[(TopicPartition, i64)]) -> (Vec<Value>, String) {
+    let list = offsets
+        .iter()
+        .map(|(tp, o)| json!([tp.topic, tp.partition, o]))
+        .collect();
+    let text: Vec<String> = offsets.iter().map(|(tp, o)| format!("{tp}@{o}")).collect();
+    (list, text.join(","))
 }

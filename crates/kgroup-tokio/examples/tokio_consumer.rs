@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kgroup::offsets::OffsetsConfig;
+use kgroup::offsets::{OffsetEvent, OffsetsConfig};
 use kgroup::{Config, Event, TopicPartition};
 use kgroup_tokio::Consumer;
 
@@ -46,6 +46,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Some(Event::Revoked { partitions } | Event::Lost { partitions, .. }) => {
                     println!("giving up {partitions:?}");
                     positions.retain(|tp, _| !partitions.contains(tp));
+                }
+                Some(Event::Offsets(OffsetEvent::CommitDone { committed, result, .. })) => {
+                    // What the broker accepted, with the offsets written.
+                    println!("commit {result:?}: {committed:?}");
                 }
                 Some(Event::Left) | None => break,
                 Some(other) => println!("{other:?}"),

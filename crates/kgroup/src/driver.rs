@@ -202,8 +202,6 @@ pub enum Command {
     MarkProcessed(TopicPartition, i64),
     /// [`Group::fetch_committed`].
     FetchCommitted(Vec<TopicPartition>),
-    /// [`Driver::marks_sent`], for reporting what a marked commit carried.
-    MarksSent,
 }
 
 /// What [`Driver::apply`] returns: the command's own result, for the
@@ -220,8 +218,6 @@ pub enum Reply {
     Mark(Result<(), CommitRefused>),
     /// Result of [`Command::FetchCommitted`]: the id of its `FetchDone`.
     Fetch(Result<FetchId, FetchRefused>),
-    /// Result of [`Command::MarksSent`].
-    MarksSent(Vec<(TopicPartition, i64)>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -284,7 +280,6 @@ pub struct Driver {
     actions: VecDeque<IoAction>,
     connect_timeout: Duration,
     max_frame: usize,
-    marks_sent: Vec<(TopicPartition, i64)>,
 }
 
 impl Driver {
@@ -308,7 +303,6 @@ impl Driver {
             actions: VecDeque::new(),
             connect_timeout,
             max_frame: DEFAULT_MAX_FRAME,
-            marks_sent: Vec::new(),
         })
     }
 
@@ -344,18 +338,8 @@ impl Driver {
                 return Reply::Mark(g.mark_processed(now, tp, offset));
             }
             Command::FetchCommitted(tps) => return Reply::Fetch(g.fetch_committed(now, tps)),
-            Command::MarksSent => return Reply::MarksSent(self.marks_sent.clone()),
         }
         Reply::Done
-    }
-
-    /// The marked offsets of owned partitions as they stood when the last
-    /// OffsetCommit was sent. A commit of the marks is built from them when
-    /// it is sent (one OffsetCommit in flight at a time), so after its
-    /// successful `CommitDone` these are the offsets it committed; a tool
-    /// that prints commits (`kgroup join`) reads them here.
-    pub fn marks_sent(&self) -> &[(TopicPartition, i64)] {
-        &self.marks_sent
     }
 
     /// Whether the member has left or failed: nothing more will happen.
@@ -532,17 +516,6 @@ impl Driver {
     fn route(&mut self, now: Instant, t: Transmit) {
         let conn = t.destination.connection;
         let deadline = now + self.response_timeout(t.api);
-        if t.api == ApiKey::OffsetCommit {
-            let owned = self.group.owned();
-            self.marks_sent = self
-                .group
-                .offsets()
-                .marks()
-                .iter()
-                .filter(|(tp, _)| owned.contains(*tp))
-                .map(|(tp, o)| (tp.clone(), o.offset))
-                .collect();
-        }
         if !self.links.contains_key(&conn) {
             let (kind, addr) = match &t.destination.broker {
                 Broker::Any => {

@@ -89,8 +89,9 @@ struct Commit {
     kind: CommitKind,
     /// Manual: what is left to send. Marked: filled from the marks when sent.
     offsets: BTreeMap<TopicPartition, CommittedOffset>,
-    /// Committed in an earlier attempt (after a partial, per-partition retry).
-    committed: Vec<TopicPartition>,
+    /// Committed so far, with the offset written (a partial, per-partition
+    /// retry keeps the earlier attempts' partitions here).
+    committed: Vec<(TopicPartition, i64)>,
     /// Final per-partition failures so far.
     failed: Vec<(TopicPartition, PartitionCommitError)>,
     /// Per-partition retriable errors of the last attempt.
@@ -313,7 +314,13 @@ impl Offsets {
         };
         let reply = read_commit(&f.commit.offsets, response);
         let (generation, member_id) = (f.generation, f.member_id.clone());
-        let released = f.released.clone();
+        // The offsets sent for partitions released meanwhile: `into_commit`
+        // drops them, but the broker's answer about them is still reported.
+        let released: BTreeMap<TopicPartition, i64> = f
+            .released
+            .iter()
+            .filter_map(|tp| f.commit.offsets.get(tp).map(|o| (tp.clone(), o.offset)))
+            .collect();
         let mut commit = f.into_commit();
         let reply = match reply {
             Ok(r) => r,
@@ -355,18 +362,25 @@ impl Offsets {
         }
         self.commit_retry.reset();
         for tp in reply.ok {
-            if released.contains(&tp) {
+            let written = if let Some(&offset) = released.get(&tp) {
                 // Committed under the ownership it was sent in; that one is over.
                 commit.failed.retain(|(f, _)| *f != tp);
-            } else if let Some(o) = commit.offsets.remove(&tp)
-                && self.view.owns(&tp)
-            {
-                self.acked.insert(tp.clone(), o.offset);
+                Some(offset)
+            } else if let Some(o) = commit.offsets.remove(&tp) {
+                if self.view.owns(&tp) {
+                    self.acked.insert(tp.clone(), o.offset);
+                }
+                Some(o.offset)
+            } else {
+                // read_commit admits only partitions that were sent, once.
+                None
+            };
+            if let Some(offset) = written {
+                commit.committed.push((tp, offset));
             }
-            commit.committed.push(tp);
         }
         for (tp, e) in reply.failed {
-            if released.contains(&tp) {
+            if released.contains_key(&tp) {
                 continue; // already reported NoLongerOwned
             }
             commit.offsets.remove(&tp);
@@ -375,7 +389,7 @@ impl Offsets {
         commit.retrying = reply
             .retry
             .into_iter()
-            .filter(|(tp, _)| !released.contains(tp))
+            .filter(|(tp, _)| !released.contains_key(tp))
             .collect();
         if commit.retrying.is_empty() {
             self.finish_commit(commit, None);
@@ -1141,7 +1155,7 @@ impl Offsets {
                 } else {
                     Err(CommitError::Partitions {
                         group,
-                        committed: c.committed,
+                        committed: c.committed.iter().map(|(tp, _)| tp.clone()).collect(),
                         failed: c.failed,
                     })
                 }
@@ -1150,6 +1164,7 @@ impl Offsets {
         self.events.push_back(OffsetEvent::CommitDone {
             id: c.id,
             kind: c.kind,
+            committed: c.committed,
             result,
         });
     }

@@ -474,7 +474,7 @@ fn commit_rebalance_in_progress_requests_rejoin_and_keeps_marks() {
     let ev = h.events();
     assert_eq!(membership(&ev), vec![MembershipAction::RequestRejoin]);
     assert!(ev.iter().any(|e| matches!(e,
-        OffsetEvent::CommitDone { id: i, kind: CommitKind::Marked, result: Err(CommitError::RebalanceInProgress { .. }) } if *i == id)));
+        OffsetEvent::CommitDone { id: i, kind: CommitKind::Marked, result: Err(CommitError::RebalanceInProgress { .. }), .. } if *i == id)));
     // Cooperative rebalance keeps the partition: the mark is committed with the new generation.
     h.view(2, &[0], RebalancePhase::CooperativeJoining);
     h.view(3, &[0], RebalancePhase::Stable);
@@ -1008,4 +1008,80 @@ fn fetch_v7_and_below_use_the_topic_list() {
     assert!(!body.require_stable);
     assert_eq!(body.topics.as_ref().map(|t| t.len()), Some(1));
     assert!(body.groups.is_empty());
+}
+
+// ---------- CommitDone.committed: what the broker accepted ----------
+
+/// `(id, committed)` of every `CommitDone` in `events`.
+fn written(events: &[OffsetEvent]) -> Vec<(CommitId, Vec<(TopicPartition, i64)>)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            OffsetEvent::CommitDone { id, committed, .. } => Some((*id, committed.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn commit_done_of_the_marks_carries_the_offsets_it_wrote() {
+    let mut h = H::new(OffsetsConfig::new("g").with_auto_commit(Some(Duration::from_secs(5))));
+    h.view(1, &[0, 1], RebalancePhase::Stable);
+    h.o.handle_coordinator_ready(h.now, V).unwrap();
+    h.o.mark_processed(tp(1), 20).unwrap();
+    h.o.mark_processed(tp(0), 10).unwrap();
+    let id = h.o.flush_marks(h.now).unwrap();
+    let req = h.send();
+    // Marked after the request was built: not part of this commit.
+    h.o.mark_processed(tp(0), 15).unwrap();
+    h.answer_commit(&req, |_| 0);
+    assert_eq!(
+        written(&h.events()),
+        vec![(id, vec![(tp(0), 10), (tp(1), 20)])],
+        "sorted, with the offsets sent, not the marks of now"
+    );
+}
+
+#[test]
+fn commit_done_after_partial_failure_lists_only_the_accepted_partitions() {
+    let mut h = H::stable(1, &[0, 1, 2]);
+    let id = h.commit(&[(0, 7), (1, 8), (2, 9)]);
+    let req = h.send();
+    h.answer_commit(&req, |p| {
+        if p == 1 {
+            E::OffsetMetadataTooLarge.code()
+        } else {
+            0
+        }
+    });
+    let ev = h.events();
+    assert_eq!(written(&ev), vec![(id, vec![(tp(0), 7), (tp(2), 9)])]);
+    assert!(ev.iter().any(|e| matches!(e, OffsetEvent::CommitDone {
+        result: Err(CommitError::Partitions { committed, .. }), ..
+    } if committed == &vec![tp(0), tp(2)])));
+}
+
+#[test]
+fn commit_done_after_a_group_error_carries_nothing() {
+    let mut h = H::stable(2, &[0]);
+    let id = h.commit(&[(0, 4)]);
+    let req = h.send();
+    h.answer_commit(&req, |_| E::IllegalGeneration.code());
+    assert_eq!(written(&h.events()), vec![(id, vec![])]);
+}
+
+#[test]
+fn commit_done_reports_a_partition_released_in_flight_that_the_broker_accepted() {
+    let mut h = H::stable(3, &[0, 1]);
+    let id = h.commit(&[(0, 5), (1, 6)]);
+    let req = h.send();
+    // Cooperative: orders-0 is revoked while the request is in flight.
+    h.view(3, &[1], RebalancePhase::Stable);
+    h.answer_commit(&req, |_| 0);
+    let ev = h.events();
+    assert_eq!(written(&ev), vec![(id, vec![(tp(0), 5), (tp(1), 6)])]);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, OffsetEvent::CommitDone { result: Ok(()), .. }))
+    );
 }

@@ -364,6 +364,13 @@ pub enum OffsetEvent {
         id: CommitId,
         /// Manual or from the marks.
         kind: CommitKind,
+        /// What the broker accepted: each committed partition with the offset
+        /// written, sorted by partition. Every partition of the commit when
+        /// `result` is `Ok`; after a failure, those accepted before it (a
+        /// partly failed commit lists the same partitions in
+        /// [`CommitError::Partitions`]). A commit of the marks reports here
+        /// the marks it carried, read when it was sent.
+        committed: Vec<(TopicPartition, i64)>,
         /// `Ok` when every partition was committed.
         result: Result<(), CommitError>,
     },
