@@ -49,8 +49,15 @@ pub struct SimArgs {
 fn parse_mutation(s: Option<&str>) -> Result<Mutation, String> {
     match s {
         None | Some("none") => Ok(Mutation::None),
+        #[cfg(feature = "mutations")]
         Some("stale-last-assigned") => Ok(Mutation::StaleLastAssigned),
+        #[cfg(feature = "mutations")]
         Some("stale-commit-generation") => Ok(Mutation::StaleCommitGeneration),
+        #[cfg(not(feature = "mutations"))]
+        Some(m @ ("stale-last-assigned" | "stale-commit-generation")) => Err(format!(
+            "mutation {m:?} needs a build with the test-only engine switches: \
+             cargo run -p kgroup-cli --features mutations -- sim ..."
+        )),
         Some(other) => Err(format!(
             "unknown mutation {other:?}: use stale-last-assigned or stale-commit-generation"
         )),

@@ -1,12 +1,13 @@
 //! Seeded schedules against the real engine, with the invariant checker:
-//! every named scenario at every fault level, determinism of the trace, and
-//! the mutation tests that prove the checker catches reintroduced bugs.
+//! every named scenario at every fault level and determinism of the trace.
+//! The mutation tests (reintroduced engine bugs the checker must catch) are in
+//! `tests/mutation.rs`.
 #![allow(clippy::disallowed_methods)] // one anchor Instant per run; nothing depends on its value
 
 use std::time::Instant;
 
 use kgroup_sim::sim::scenario::{FaultLevel, Scenario};
-use kgroup_sim::sim::{Mutation, RunReport, SimConfig, run};
+use kgroup_sim::sim::{RunReport, SimConfig, run};
 
 fn config(seed: u64, scenario: Scenario, faults: FaultLevel) -> SimConfig {
     SimConfig {
@@ -149,50 +150,4 @@ fn larger_groups_converge() {
             r.violations
         );
     }
-}
-
-/// How many seeds the checker may need to catch a reintroduced bug.
-const MUTATION_SEED_BOUND: u64 = 20;
-
-fn first_caught(scenario: Scenario, mutation: Mutation) -> Option<(u64, RunReport)> {
-    (1..=MUTATION_SEED_BOUND).find_map(|seed| {
-        let mut c = config(seed, scenario, FaultLevel::None);
-        c.mutation = mutation;
-        let r = run_seed(c);
-        (r.violation_count > 0).then_some((seed, r))
-    })
-}
-
-#[test]
-fn mutation_stale_last_assigned_after_eager_revoke_is_caught() {
-    let (seed, r) = first_caught(Scenario::DoubleBounce, Mutation::StaleLastAssigned)
-        .expect("the double-bounce bug must be caught within the seed bound");
-    assert!(
-        r.violations
-            .iter()
-            .any(|v| v.detail.contains("never given") || v.detail.contains("owned by 0")),
-        "seed {seed}: {:#?}",
-        r.violations
-    );
-    assert!(
-        r.config
-            .repro_command()
-            .contains("--mutation stale-last-assigned")
-    );
-}
-
-#[test]
-fn mutation_commit_with_stale_generation_is_caught() {
-    let (seed, r) = first_caught(
-        Scenario::CommitDuringRebalance,
-        Mutation::StaleCommitGeneration,
-    )
-    .expect("the stale-generation commit must be caught within the seed bound");
-    assert!(
-        r.violations
-            .iter()
-            .any(|v| v.detail.contains("sent a commit at generation")),
-        "seed {seed}: {:#?}",
-        r.violations
-    );
 }

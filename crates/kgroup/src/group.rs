@@ -302,6 +302,9 @@ pub struct Group {
     /// their `FetchDone` is consumed here, never emitted. Each id leaves the
     /// set at its `FetchDone`, which the offsets component always sends.
     pub(crate) assign_fetches: BTreeSet<FetchId>,
+    /// A reintroduced bug (`mutations` feature, test-only).
+    #[cfg(feature = "mutations")]
+    pub(crate) mutation: Option<crate::mutation::Mutation>,
 }
 
 impl Group {
@@ -345,6 +348,8 @@ impl Group {
             offsets_coordinator: None,
             held_assigned: None,
             assign_fetches: BTreeSet::new(),
+            #[cfg(feature = "mutations")]
+            mutation: None,
         };
         group.bootstrap = Conn::new(group.new_connection_id());
         group

@@ -38,6 +38,8 @@ pub mod event;
 pub mod fuzzing;
 pub mod group;
 pub mod membership;
+#[cfg(feature = "mutations")]
+pub mod mutation;
 pub mod offsets;
 pub mod rng;
 pub mod timer;

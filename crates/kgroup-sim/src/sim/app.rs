@@ -53,12 +53,6 @@ pub struct App {
     /// Partitions revoked cleanly (acknowledged) in generation `.1`: the
     /// engine may still send their commit-on-revoke in that generation.
     pub released: (BTreeSet<TopicPartition>, i32),
-    /// Mutation (a): the partitions the application believes it was last
-    /// assigned, not cleared on an eager revoke (the double-bounce bug).
-    pub stale_last_assigned: BTreeSet<TopicPartition>,
-    /// Mutation (b): the generation of the first assignment, reused for
-    /// every commit (the stale-generation commit bug).
-    pub stale_generation: Option<i32>,
 }
 
 impl App {

@@ -22,11 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
-use kafka_protocol::messages::{ApiKey, GroupId, TopicName};
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::offset_commit_request::OffsetCommitRequest;
+use kafka_protocol::protocol::Decodable;
 use kgroup::{
     Broker, Config, ConnectionId, Event, Group, RequestId, RevokeMode, TopicPartition,
     TransportError,
@@ -45,18 +43,39 @@ use trace::Trace;
 /// The group every simulated member joins.
 pub const GROUP_ID: &str = "sim-group";
 
-/// A deliberately reintroduced bug, to prove the checker catches it.
+/// A deliberately reintroduced engine bug, to prove the checker catches it.
+/// The bugs live in the engine itself (`kgroup::mutation`, behind kgroup's
+/// test-only `mutations` feature, which this crate's `mutations` feature
+/// forwards); every member's engine is switched at start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mutation {
     /// No bug.
     None,
-    /// (a) The double-bounce bug of seed 000: the application side keeps its
-    /// last-assigned set across an eager revoke and computes "added" from it,
-    /// so partitions it had before the revoke are never picked up again.
+    /// (a) The double-bounce bug of seed 000: after an eager revoke the
+    /// engine keeps the revoked partitions as owned
+    /// (`kgroup::mutation::Mutation::StaleLastAssigned`), so partitions handed
+    /// back later are missing from `Assigned.added`.
+    #[cfg(feature = "mutations")]
     StaleLastAssigned,
-    /// (b) Commits carry the generation of the member's first assignment
-    /// instead of the current one.
+    /// (b) The engine's OffsetCommit carries the generation the commit was
+    /// made in instead of the current one
+    /// (`kgroup::mutation::Mutation::StaleCommitGeneration`).
+    #[cfg(feature = "mutations")]
     StaleCommitGeneration,
+}
+
+#[cfg(feature = "mutations")]
+impl Mutation {
+    /// The engine switch this stands for.
+    pub fn engine(self) -> Option<kgroup::mutation::Mutation> {
+        match self {
+            Mutation::None => None,
+            Mutation::StaleLastAssigned => Some(kgroup::mutation::Mutation::StaleLastAssigned),
+            Mutation::StaleCommitGeneration => {
+                Some(kgroup::mutation::Mutation::StaleCommitGeneration)
+            }
+        }
+    }
 }
 
 /// What to run.
@@ -101,16 +120,17 @@ impl Default for SimConfig {
 impl SimConfig {
     /// The one-line command that reruns exactly this schedule.
     pub fn repro_command(&self) -> String {
-        let mut s = format!(
-            "kgroup sim --seed {} --members {} --topics {} --partitions {} --faults {} --scenario {}",
+        let mutation = match self.mutation {
+            Mutation::None => "",
+            #[cfg(feature = "mutations")]
+            Mutation::StaleLastAssigned => " --mutation stale-last-assigned",
+            #[cfg(feature = "mutations")]
+            Mutation::StaleCommitGeneration => " --mutation stale-commit-generation",
+        };
+        format!(
+            "kgroup sim --seed {} --members {} --topics {} --partitions {} --faults {} --scenario {}{mutation}",
             self.seed, self.members, self.topics, self.partitions, self.faults, self.scenario
-        );
-        match self.mutation {
-            Mutation::None => {}
-            Mutation::StaleLastAssigned => s.push_str(" --mutation stale-last-assigned"),
-            Mutation::StaleCommitGeneration => s.push_str(" --mutation stale-commit-generation"),
-        }
-        s
+        )
     }
 }
 
@@ -231,8 +251,6 @@ struct Link {
     broker: i32,
     /// Requests sent on it and not answered, by correlation id.
     inflight: BTreeSet<i32>,
-    /// Whether this is the application's commit connection.
-    committer: bool,
     last_up: SimTime,
     last_down: SimTime,
 }
@@ -248,8 +266,6 @@ struct Member {
     profile: AppProfile,
     rng: SimRng,
     links: BTreeMap<ConnectionId, u64>,
-    commit_link: Option<u64>,
-    commit_corr: i32,
     timer_at: Option<SimTime>,
     partitioned_until: Option<SimTime>,
     base_latency_us: u64,
@@ -294,10 +310,6 @@ pub struct Simulation {
     /// Ownership or membership may have changed since the last single-owner
     /// check (a step that changes neither cannot change its verdict).
     owners_dirty: bool,
-}
-
-fn sb(s: &str) -> StrBytes {
-    StrBytes::from_string(s.to_string())
 }
 
 impl Simulation {
@@ -356,8 +368,6 @@ impl Simulation {
                     base_latency_us: mrng.range(100, 2000),
                     rng: mrng,
                     links: BTreeMap::new(),
-                    commit_link: None,
-                    commit_corr: 0,
                     timer_at: None,
                     partitioned_until: None,
                     closing: false,
@@ -587,7 +597,7 @@ impl Simulation {
             return;
         };
         link.inflight.remove(&corr);
-        let (member, incarnation, committer) = (link.member, link.incarnation, link.committer);
+        let (member, incarnation) = (link.member, link.incarnation);
         if self.members[member].partitioned_until.is_some() {
             return; // black-holed
         }
@@ -597,19 +607,15 @@ impl Simulation {
         };
         let at = (self.now + lat).max(link.last_down);
         link.last_down = at;
-        // The application's commit answers are not needed: the coordinator's
-        // events say what was accepted.
-        if !committer {
-            self.push(
-                at,
-                Ev::ToMember {
-                    member,
-                    incarnation,
-                    id: RequestId(corr),
-                    frame,
-                },
-            );
-        }
+        self.push(
+            at,
+            Ev::ToMember {
+                member,
+                incarnation,
+                id: RequestId(corr),
+                frame,
+            },
+        );
     }
 
     /// A connection died: every request in flight on it fails.
@@ -621,12 +627,6 @@ impl Simulation {
         let member = link.member;
         if let Some(m) = self.members.get_mut(member) {
             m.links.retain(|_, c| *c != conn);
-            if m.commit_link == Some(conn) {
-                m.commit_link = None;
-            }
-        }
-        if link.committer {
-            return;
         }
         let lat = self.latency(member);
         for corr in link.inflight {
@@ -758,7 +758,6 @@ impl Simulation {
                         incarnation,
                         broker,
                         inflight: BTreeSet::new(),
-                        committer: false,
                         last_up: self.now,
                         last_down: self.now,
                     },
@@ -833,9 +832,6 @@ impl Simulation {
                 }
                 // A loss supersedes a revocation still waiting for its ack.
                 app.forget_revoking(&partitions);
-                if self.config.mutation != Mutation::StaleLastAssigned {
-                    app.stale_last_assigned.clear();
-                }
             }
             Event::Rejoining { reason } => {
                 self.trace
@@ -881,34 +877,17 @@ impl Simulation {
         partitions: &[TopicPartition],
         added: &[TopicPartition],
     ) {
-        let mutation = self.config.mutation;
         let store = self.cluster.store().clone();
         let m = &mut self.members[i];
-        let added: Vec<TopicPartition> = if mutation == Mutation::StaleLastAssigned {
-            // The bug: "added" computed against a stale last-assigned set.
-            partitions
-                .iter()
-                .filter(|p| {
-                    !m.app.stale_last_assigned.contains(*p) && !m.app.owned.contains_key(*p)
-                })
-                .cloned()
-                .collect()
-        } else {
-            added.to_vec()
-        };
         // Partitions handed back anew are no longer being revoked.
-        m.app.forget_revoking(&added);
-        for p in &added {
+        m.app.forget_revoking(added);
+        for p in added {
             let start = store
                 .committed(GROUP_ID, &p.topic, p.partition)
                 .map_or(0, |c| c.offset.max(0));
             m.app
                 .owned
                 .insert(p.clone(), PartitionWork { position: start });
-        }
-        m.app.stale_last_assigned = partitions.iter().cloned().collect();
-        if m.app.stale_generation.is_none() {
-            m.app.stale_generation = Some(generation);
         }
         let cooperative = m.cooperative;
         let app_set = m.app.owned_set();
@@ -919,7 +898,7 @@ impl Simulation {
         if cooperative {
             let live = self.live_members();
             let mut conflicts = Vec::new();
-            for p in &added {
+            for p in added {
                 for (j, other) in self.members.iter().enumerate() {
                     if j == i || !other.app.owned.contains_key(p) {
                         continue;
@@ -976,7 +955,6 @@ impl Simulation {
     fn app_ack(&mut self, i: usize, seq: u64) {
         self.owners_dirty = true;
         let now = self.instant();
-        let mutation = self.config.mutation;
         let m = &mut self.members[i];
         let Some((parts, s)) = m.app.revoking.take() else {
             return;
@@ -993,11 +971,6 @@ impl Simulation {
             if m.app.owned.remove(p).is_some() {
                 m.app.released.0.insert(p.clone());
             }
-        }
-        if mutation != Mutation::StaleLastAssigned && m.app.owned.is_empty() {
-            // Correct behaviour: after giving everything up there is no
-            // "last assigned" left to diff against.
-            m.app.stale_last_assigned.clear();
         }
         let name = m.name.clone();
         if let Some(g) = m.engine.as_mut() {
@@ -1095,7 +1068,7 @@ impl Simulation {
     /// The application commits the positions of `only` (or of everything it
     /// owns) through the engine (`Group::commit`), which refuses locally what
     /// it must not send (partitions not owned, eager rebalance in progress).
-    fn engine_commit(&mut self, i: usize, only: Option<&[TopicPartition]>) {
+    fn app_commit(&mut self, i: usize, only: Option<&[TopicPartition]>) {
         let now = self.instant();
         let m = &mut self.members[i];
         m.app.last_commit = self.now.max(Duration::from_nanos(1));
@@ -1112,115 +1085,6 @@ impl Simulation {
         if let Some(g) = m.engine.as_mut() {
             let _ = g.commit(now, offsets);
         }
-    }
-
-    /// Mutation (b): the application builds OffsetCommit itself, with the
-    /// generation of its first assignment, and sends it on its own connection
-    /// to the coordinator (the engine would refuse a stale generation).
-    fn app_commit(&mut self, i: usize, only: Option<&[TopicPartition]>) {
-        let mutation = self.config.mutation;
-        if mutation != Mutation::StaleCommitGeneration {
-            self.engine_commit(i, only);
-            return;
-        }
-        let m = &mut self.members[i];
-        m.app.last_commit = self.now.max(Duration::from_nanos(1));
-        let Some(g) = m.engine.as_ref() else { return };
-        if g.state() != kgroup::GroupState::Stable && g.state() != kgroup::GroupState::Revoking {
-            return; // Commit only with a stable generation (PROTOCOL.md §9.5).
-        }
-        let Some(coordinator) = g.coordinator().map(|c| c.node_id) else {
-            return;
-        };
-        let mut generation = g.generation();
-        if mutation == Mutation::StaleCommitGeneration
-            && let Some(s) = m.app.stale_generation
-        {
-            generation = s;
-        }
-        let member_id = g.member_id().to_string();
-        let mut by_topic: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
-        for (tp, w) in &m.app.owned {
-            if only.is_some_and(|o| !o.contains(tp)) {
-                continue;
-            }
-            by_topic
-                .entry(tp.topic.as_str())
-                .or_default()
-                .push((tp.partition, w.position));
-        }
-        if by_topic.is_empty() {
-            return;
-        }
-        let req = OffsetCommitRequest::default()
-            .with_group_id(GroupId(sb(GROUP_ID)))
-            .with_generation_id_or_member_epoch(generation)
-            .with_member_id(sb(&member_id))
-            .with_group_instance_id(m.instance_id.as_deref().map(sb))
-            .with_topics(
-                by_topic
-                    .into_iter()
-                    .map(|(t, ps)| {
-                        OffsetCommitRequestTopic::default()
-                            .with_name(TopicName(sb(t)))
-                            .with_partitions(
-                                ps.into_iter()
-                                    .map(|(p, o)| {
-                                        OffsetCommitRequestPartition::default()
-                                            .with_partition_index(p)
-                                            .with_committed_offset(o)
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            );
-        m.commit_corr += 1;
-        let corr = m.commit_corr;
-        let Ok(frame) = frames::encode_request(ApiKey::OffsetCommit, 7, corr, &m.name, &req) else {
-            return;
-        };
-        self.check_commit_frame(i, &frame);
-        if self.members[i].partitioned_until.is_some() {
-            return;
-        }
-        // The application's own connection to the coordinator.
-        let incarnation = self.members[i].incarnation;
-        let conn = match self.members[i].commit_link {
-            Some(c) if self.links.get(&c).is_some_and(|l| l.broker == coordinator) => c,
-            _ => {
-                if let Some(old) = self.members[i].commit_link.take() {
-                    self.fail_link(old, "coordinator changed");
-                }
-                let c = self.next_conn;
-                self.next_conn += 1;
-                if !self.cluster.connect(c, coordinator) {
-                    return;
-                }
-                self.members[i].commit_link = Some(c);
-                self.links.insert(
-                    c,
-                    Link {
-                        member: i,
-                        incarnation,
-                        broker: coordinator,
-                        inflight: BTreeSet::new(),
-                        committer: true,
-                        last_up: self.now,
-                        last_down: self.now,
-                    },
-                );
-                c
-            }
-        };
-        let lat = self.latency(i);
-        let Some(link) = self.links.get_mut(&conn) else {
-            return;
-        };
-        link.inflight.insert(corr);
-        let at = (self.now + lat).max(link.last_up);
-        link.last_up = at;
-        self.push(at, Ev::ToBroker { conn, frame });
     }
 
     /// Invariant 3, send side, for any OffsetCommit leaving member `i`.
@@ -1582,10 +1446,11 @@ impl Simulation {
         m.fatal = None;
         m.timer_at = None;
         m.links.clear();
-        m.commit_link = None;
         m.partitioned_until = None;
         let now = self.clock.instant(self.now);
         let mut g = Group::new(config, now);
+        #[cfg(feature = "mutations")]
+        g.set_mutation(self.config.mutation.engine());
         let topics: Vec<String> = self.topics.iter().map(|(t, _)| t.clone()).collect();
         g.subscribe(now, topics);
         m.engine = Some(g);
@@ -1625,7 +1490,6 @@ impl Simulation {
         }
         let m = &mut self.members[i];
         m.links.clear();
-        m.commit_link = None;
         m.partitioned_until = None;
     }
 

@@ -252,6 +252,11 @@ impl Group {
             return false;
         };
         self.timers.stop(Timer::RebalanceDeadline);
+        #[cfg(feature = "mutations")]
+        if self.keeps_revoked(&state.then) {
+            self.after_revoke(now, state.then);
+            return true;
+        }
         self.release(&state.partitions);
         self.after_revoke(now, state.then);
         true

@@ -174,6 +174,9 @@ pub struct Offsets {
     acked: BTreeMap<TopicPartition, i64>,
     auto_commit_at: Option<Instant>,
     events: VecDeque<OffsetEvent>,
+    /// A reintroduced bug (`mutations` feature, test-only).
+    #[cfg(feature = "mutations")]
+    pub(crate) mutation: Option<crate::mutation::Mutation>,
 }
 
 impl Offsets {
@@ -207,6 +210,8 @@ impl Offsets {
             acked: BTreeMap::new(),
             auto_commit_at: None,
             events: VecDeque::new(),
+            #[cfg(feature = "mutations")]
+            mutation: None,
         })
     }
 
@@ -1018,6 +1023,15 @@ impl Offsets {
                 generation: self.view.generation_id,
                 member_id: &self.view.member_id,
                 instance_id: self.view.group_instance_id.as_deref(),
+            };
+            #[cfg(feature = "mutations")]
+            let sender = Sender {
+                generation: crate::mutation::commit_generation(
+                    self.mutation,
+                    sender.generation,
+                    c.made_in.0,
+                ),
+                ..sender
             };
             let body = match commit_request(&sender, versions.commit, &c.offsets) {
                 Ok(body) => body,
