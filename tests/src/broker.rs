@@ -295,6 +295,31 @@ impl TestBroker {
         self.command(&format!("create-topic {name} {partitions}"))
             .map(drop)
     }
+
+    /// `track on` / `track off`: start or stop recording the requests the
+    /// brokers receive (both forget what was recorded).
+    pub fn track_requests(&mut self, on: bool) -> Result<(), TestBrokerError> {
+        self.command(if on { "track on" } else { "track off" })
+            .map(drop)
+    }
+
+    /// `requests API [N]`: how many requests of `api` were recorded since
+    /// [`TestBroker::track_requests`], on broker `broker` only if given.
+    pub fn request_count(
+        &mut self,
+        api: i16,
+        broker: Option<i32>,
+    ) -> Result<usize, TestBrokerError> {
+        let line = match broker {
+            Some(id) => format!("requests {api} {id}"),
+            None => format!("requests {api}"),
+        };
+        let value = self.command(&line)?;
+        value.parse().map_err(|_| TestBrokerError::Protocol {
+            what: line,
+            line: value,
+        })
+    }
 }
 
 fn join(errors: &[i16]) -> String {

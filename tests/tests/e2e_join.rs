@@ -610,13 +610,119 @@ fn eager_to_cooperative_rolling_upgrade() {
     );
 }
 
-/// Seed 003 on the mock, scaled to the CI budget: 8 `kgroup join` processes
-/// on 72 partitions, all committing every 200 ms, scale up from 2 and back
-/// down to 2. After each step every partition is owned exactly once, and no
-/// commit is ever refused for a stale generation (ILLEGAL_GENERATION,
-/// UNKNOWN_MEMBER_ID) by the broker.
+/// Every `committed` line of `j`: `(ts_ms, partition, offset)`.
+fn commit_lines(j: &Join) -> Vec<(u64, i64, i64)> {
+    j.seen
+        .iter()
+        .filter(|v| v["event"] == "committed")
+        .flat_map(|v| {
+            let ts = v["ts_ms"].as_u64().unwrap_or(0);
+            v["offsets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(move |o| Some((ts, o.get(1)?.as_i64()?, o.get(2)?.as_i64()?)))
+        })
+        .collect()
+}
+
+/// Committed offsets never go backwards: within each process, and across
+/// processes when a partition moves. A member that is assigned a partition
+/// at `ts` starts from what was committed, so none of its commits of that
+/// partition is below a commit of it printed by any process before `ts`
+/// (a cooperative revoke commits, then rejoins, before the next owner can
+/// be assigned the partition: the old owner's `committed` line always comes
+/// first).
+fn assert_commits_never_go_back(joins: &[&Join]) {
+    for (n, j) in joins.iter().enumerate() {
+        let mut last: BTreeMap<i64, i64> = BTreeMap::new();
+        for (_, p, o) in commit_lines(j) {
+            let prev = last.insert(p, o).unwrap_or(0);
+            assert!(
+                o >= prev,
+                "process {n}: commits of partition {p} went back: {prev} -> {o}"
+            );
+        }
+    }
+    let all: Vec<(u64, i64, i64)> = joins.iter().flat_map(|j| commit_lines(j)).collect();
+    for (n, j) in joins.iter().enumerate() {
+        for (k, v) in j.seen.iter().enumerate() {
+            if v["event"] != "assigned" {
+                continue;
+            }
+            let at = v["ts_ms"].as_u64().unwrap_or(0);
+            let added = v["added"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.get(1).and_then(Value::as_i64));
+            for p in added {
+                let floor = all
+                    .iter()
+                    .filter(|(ts, q, _)| *q == p && *ts <= at)
+                    .map(|(_, _, o)| *o)
+                    .max();
+                let Some(floor) = floor else { continue };
+                let later = j.seen[k..]
+                    .iter()
+                    .filter(|v| v["event"] == "committed")
+                    .flat_map(|v| v["offsets"].as_array().cloned().unwrap_or_default())
+                    .filter_map(|o| Some((o.get(1)?.as_i64()?, o.get(2)?.as_i64()?)))
+                    .filter(|(q, _)| *q == p);
+                for (_, o) in later {
+                    assert!(
+                        o >= floor,
+                        "process {n} took partition {p} at {at} ms and committed {o}, \
+                         below the {floor} committed before"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// No commit was refused because the generation it was sent in was stale:
+/// the member sent it believing it owned the partitions in its current
+/// generation, and the broker's generation had moved on
+/// (ILLEGAL_GENERATION), or did not know the member (UNKNOWN_MEMBER_ID,
+/// FENCED_INSTANCE_ID). `NoLongerOwned` (refused locally, never sent) and
+/// REBALANCE_IN_PROGRESS are the protocol working as intended.
+fn assert_no_stale_commit(joins: &[&Join]) {
+    for j in joins {
+        for v in j.seen.iter().filter(|v| v["event"] == "commit_failed") {
+            let e = v["error"].as_str().unwrap_or_default();
+            assert!(
+                !e.contains("IllegalGeneration")
+                    && !e.contains("UnknownMemberId")
+                    && !e.contains("FencedInstanceId")
+                    && v["class"] != "fenced",
+                "a commit was sent with a stale generation: {v}"
+            );
+        }
+        assert!(!j.has("error"), "no fatal error: {:#?}", j.seen);
+    }
+}
+
+/// Generations seen in `joined` lines from `from[i]` on, across `joins`.
+fn generations_since(joins: &[Join], from: &[usize]) -> BTreeSet<i64> {
+    joins
+        .iter()
+        .zip(from.iter().copied().chain(std::iter::repeat(0)))
+        .flat_map(|(j, k)| j.seen[k.min(j.seen.len())..].iter())
+        .filter(|v| v["event"] == "joined")
+        .filter_map(|v| v["generation"].as_i64())
+        .collect()
+}
+
+/// Seed 003 on the mock: 2 `kgroup join` processes on 72 partitions, all
+/// committing every 200 ms, 28 more started at once (30), then those 28
+/// stopped at once (back to 2). After each step every partition is owned
+/// exactly once, no commit is ever refused for a stale generation
+/// (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID) and committed offsets never go
+/// backwards. The mock holds each rebalance's join phase open for the
+/// session timeout less one second, so the session timeout is short (3 s).
 #[test]
-fn scale_two_to_eight_and_back_on_72_partitions_without_stale_commits() {
+fn scale_two_to_thirty_and_back_on_72_partitions_without_stale_commits() {
     let mut broker = TestBroker::start(BROKER, &TestBrokerOptions::default().topic("jobs", 72))
         .expect("test broker starts");
     slow_metadata(&mut broker, "e2e-scale");
@@ -639,32 +745,230 @@ fn scale_two_to_eight_and_back_on_72_partitions_without_stale_commits() {
             ],
         )
     };
+    let began = std::time::Instant::now();
     let mut members: Vec<Join> = (0..2).map(|_| start()).collect();
     let check = |members: &mut Vec<Join>, what: &str| {
+        let t = std::time::Instant::now();
         let mut refs: Vec<&mut Join> = members.iter_mut().collect();
         wait_until(&mut refs, what, |j| settled(j, &all));
+        t.elapsed()
     };
-    check(&mut members, "2 members");
-    members.extend((0..6).map(|_| start()));
-    check(&mut members, "8 members");
+    let formed = check(&mut members, "2 members");
+    let marks: Vec<usize> = members.iter().map(|j| j.seen.len()).collect();
+    members.extend((0..28).map(|_| start()));
+    let up = check(&mut members, "30 members");
+    let up_generations = generations_since(&members, &marks);
+    assert!(
+        members.iter().all(|j| !j.owned().is_empty()),
+        "every one of the 30 owns partitions"
+    );
+    // Each of the 30 commits before the scale-down.
+    let mut refs: Vec<&mut Join> = members.iter_mut().collect();
+    wait_until(&mut refs, "all 30 commit", |j| {
+        j.iter().all(|j| !commit_lines(j).is_empty())
+    });
+    let marks: Vec<usize> = members.iter().map(|j| j.seen.len()).collect();
     let mut gone: Vec<Join> = members.drain(2..).collect();
     for j in &gone {
         j.signal("-TERM");
     }
     for j in &mut gone {
         assert_eq!(j.exit_code(WAIT), Some(0), "clean exit: {:#?}", j.seen);
+        assert_eq!(
+            j.seen.last().map(|v| v["event"].clone()),
+            Some("left".into())
+        );
     }
-    check(&mut members, "back to 2 members");
-    for j in members.iter().chain(&gone) {
+    let exited = began.elapsed();
+    let down = check(&mut members, "back to 2 members");
+    let down_generations = generations_since(&members, &marks);
+    // The survivors commit every partition after the scale-down.
+    let marks: Vec<usize> = members.iter().map(|j| j.seen.len()).collect();
+    let mut refs: Vec<&mut Join> = members.iter_mut().collect();
+    wait_until(&mut refs, "the survivors commit all 72", |j| {
+        let parts: BTreeSet<i64> = j
+            .iter()
+            .zip(&marks)
+            .flat_map(|(j, k)| {
+                j.seen[*k..]
+                    .iter()
+                    .filter(|v| v["event"] == "committed")
+                    .flat_map(|v| v["offsets"].as_array().cloned().unwrap_or_default())
+                    .filter_map(|o| o.get(1)?.as_i64())
+            })
+            .collect();
+        parts == all
+    });
+    let everyone: Vec<&Join> = members.iter().chain(&gone).collect();
+    if let Some(path) = std::env::var_os("KGROUP_E2E_DUMP") {
+        let text: Vec<String> = everyone
+            .iter()
+            .enumerate()
+            .flat_map(|(n, j)| j.seen.iter().map(move |v| format!("{n} {v}")))
+            .collect();
+        std::fs::write(path, text.join("\n")).expect("dump");
+    }
+    assert_no_stale_commit(&everyone);
+    assert_commits_never_go_back(&everyone);
+    let commits: usize = everyone
+        .iter()
+        .map(|j| j.seen.iter().filter(|v| v["event"] == "committed").count())
+        .sum();
+    let failed: usize = everyone
+        .iter()
+        .map(|j| {
+            j.seen
+                .iter()
+                .filter(|v| v["event"] == "commit_failed")
+                .count()
+        })
+        .sum();
+    let mut causes: BTreeMap<String, usize> = BTreeMap::new();
+    for j in &everyone {
         for v in j.seen.iter().filter(|v| v["event"] == "commit_failed") {
             let e = v["error"].as_str().unwrap_or_default();
-            assert!(
-                !e.contains("IllegalGeneration")
-                    && !e.contains("UnknownMemberId")
-                    && v["class"] != "fenced",
-                "a commit was sent with a stale generation: {v}"
-            );
+            let cause = e.split(": ").last().unwrap_or(e).to_owned();
+            *causes.entry(cause).or_default() += 1;
         }
-        assert!(!j.has("error"), "no fatal error: {:#?}", j.seen);
+    }
+    eprintln!(
+        "scale 2->30->2 on 72 partitions: formed in {formed:?}; 2->30 settled in {up:?} \
+         over {} generation(s) {up_generations:?}; 30->2 settled in {down:?} over {} \
+         generation(s) {down_generations:?}; {commits} successful commits, {failed} \
+         commit_failed {causes:?}; 28 exited by {exited:?}; total {:?}",
+        up_generations.len(),
+        down_generations.len(),
+        began.elapsed()
+    );
+    for mut j in members {
+        drop(j.stdin.take());
+        assert_eq!(j.exit_code(WAIT), Some(0));
+    }
+}
+
+/// A static member (`--instance-id`) stopped with SIGTERM commits, prints
+/// `left` and exits 0 without sending a LeaveGroup (the test broker records
+/// the requests it receives), and while it is away, for less than its
+/// session timeout, the others see no rebalance: no revoke, no assignment,
+/// no rejoin. Restarted, it is back in a group where every partition is
+/// owned exactly once. (The mock has no static membership: it treats the
+/// restarted member as a new one and the old one as gone after its session
+/// timeout, so the return costs a rebalance here; keeping the partitions
+/// and generation on return, and fencing the older duplicate, are tested
+/// in the simulator.) A dynamic member's SIGTERM, by contrast, is seen as
+/// one LeaveGroup: the record counts what it should.
+#[test]
+fn static_member_restarted_within_session_timeout_sends_no_leave_group() {
+    const SESSION_MS: u64 = 4000;
+    let mut broker = TestBroker::start(BROKER, &TestBrokerOptions::default().topic("jobs", 6))
+        .expect("test broker starts");
+    slow_metadata(&mut broker, "e2e-static");
+    let all: BTreeSet<i64> = (0..6).collect();
+    let session = SESSION_MS.to_string();
+    let args = |instance: Option<&'static str>| {
+        let mut a: Vec<String> = [
+            "--assignor",
+            "cooperative-sticky",
+            "--session-timeout-ms",
+            &session,
+            "--heartbeat-interval-ms",
+            "300",
+            "--advance-offsets-ms",
+            "100",
+            "--auto-commit-interval-ms",
+            "500",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let Some(id) = instance {
+            a.extend(["--instance-id".to_owned(), id.to_owned()]);
+        }
+        a
+    };
+    let bootstrap = broker.bootstrap().to_owned();
+    let join = |a: &[String]| {
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        Join::start(&bootstrap, "e2e-static", &refs)
+    };
+    let mut a = join(&args(None));
+    let mut b = join(&args(None));
+    let mut s = join(&args(Some("static-1")));
+    wait_until(&mut [&mut a, &mut b, &mut s], "three members", |j| {
+        settled(j, &all)
+    });
+    wait_until(&mut [&mut s], "the static member commits", |j| {
+        !commit_lines(j[0]).is_empty()
+    });
+
+    broker.track_requests(true).expect("track on");
+    let away_from = deadline_after(Duration::ZERO);
+    let marks = (a.seen.len(), b.seen.len());
+    s.signal("-TERM");
+    assert_eq!(s.exit_code(WAIT), Some(0), "exit 0: {:#?}", s.seen);
+    assert_eq!(
+        s.seen.last().map(|v| v["event"].clone()),
+        Some("left".into()),
+        "prints left"
+    );
+    assert_eq!(
+        broker.request_count(13, None).expect("requests"),
+        0,
+        "a static member sends no LeaveGroup"
+    );
+    // Away for at most half the session timeout (counted from the
+    // SIGTERM, so its last heartbeat is even earlier): the others see
+    // nothing. Polled, so a rebalance fails the test as soon as it shows.
+    let away = Duration::from_millis(SESSION_MS / 2);
+    let rebalance_events = ["revoked", "assigned", "lost", "rejoining", "joined"];
+    loop {
+        a.drain();
+        b.drain();
+        for (name, j, k) in [("a", &a, marks.0), ("b", &b, marks.1)] {
+            if let Some(v) = j.seen[k..]
+                .iter()
+                .find(|v| rebalance_events.iter().any(|e| v["event"] == *e))
+            {
+                panic!("{name} saw a rebalance while the static member was away: {v}");
+            }
+        }
+        if away_from + away <= deadline_after(Duration::ZERO) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        broker.request_count(13, None).expect("requests"),
+        0,
+        "still no LeaveGroup"
+    );
+    assert!(
+        broker.request_count(12, None).expect("requests") > 0,
+        "the record sees the others' heartbeats"
+    );
+
+    // Back within the session timeout: the group settles with it.
+    let mut s2 = join(&args(Some("static-1")));
+    wait_until(
+        &mut [&mut a, &mut b, &mut s2],
+        "the static member is back",
+        |j| settled(j, &all) && !j[2].owned().is_empty(),
+    );
+
+    // A dynamic member's SIGTERM is one LeaveGroup.
+    a.signal("-TERM");
+    assert_eq!(a.exit_code(WAIT), Some(0), "exit 0: {:#?}", a.seen);
+    assert_eq!(
+        broker.request_count(13, None).expect("requests"),
+        1,
+        "a dynamic member leaves with one LeaveGroup"
+    );
+    wait_until(&mut [&mut b, &mut s2], "two members", |j| settled(j, &all));
+    let everyone = [&a, &b, &s, &s2];
+    assert_no_stale_commit(&everyone);
+    assert_commits_never_go_back(&everyone);
+    for mut j in [b, s2] {
+        drop(j.stdin.take());
+        assert_eq!(j.exit_code(WAIT), Some(0));
     }
 }

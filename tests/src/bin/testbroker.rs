@@ -51,6 +51,11 @@ COMMANDS (stdin, one per line; each answered by one line on stdout):
   create-topic NAME PARTITIONS [REPLICATION]
   partition-leader TOPIC PARTITION N
   rebalance-delay MS             group.initial.rebalance.delay.ms (starts at 0)
+  track on|off                   start (or stop) recording every request the
+                                 brokers receive; both clear the record
+  requests API [N]               ok <number of API requests recorded since
+                                 `track on`, on broker N only if given>
+  clear-requests                 forget the requests recorded so far
   bootstrap                      ok <bootstrap address>
   ping                           ok
   quit                           ok, then exit
@@ -190,6 +195,40 @@ impl Mock {
         unsafe { rd::rd_kafka_mock_group_initial_rebalance_delay_ms(self.cluster, ms) }
     }
 
+    /// How many recorded requests (`track on`) have API key `api`, on
+    /// broker `broker` if given. The mock records each request it parses,
+    /// before its handler runs (`rd_kafka_mock_connection_parse_request`).
+    fn count_requests(&self, api: i16, broker: Option<i32>) -> usize {
+        let mut cnt: usize = 0;
+        // SAFETY: valid cluster; `cnt` is a valid out-pointer. The mock
+        // returns an rd_calloc'ed array of `cnt` request copies (NULL when
+        // there are none), which we own and free below.
+        let reqs = unsafe { rd::rd_kafka_mock_get_requests(self.cluster, &mut cnt) };
+        if reqs.is_null() {
+            return 0;
+        }
+        let mut n = 0;
+        for i in 0..cnt {
+            // SAFETY: `i < cnt`, the length of the array the mock returned;
+            // each element is a valid request copy until the array is freed.
+            let req = unsafe { *reqs.add(i) };
+            // SAFETY: `req` is a valid request copy (see above).
+            let (key, id) = unsafe {
+                (
+                    rd::rd_kafka_mock_request_api_key(req),
+                    rd::rd_kafka_mock_request_id(req),
+                )
+            };
+            if key == api && broker.is_none_or(|b| b == id) {
+                n += 1;
+            }
+        }
+        // SAFETY: frees each of the `cnt` copies and the array itself,
+        // exactly once; nothing refers to them afterwards.
+        unsafe { rd::rd_kafka_mock_request_destroy_array(reqs, cnt) };
+        n
+    }
+
     /// Runs one command line; `Ok(Some(v))` is replied as `ok v`.
     fn execute(&self, words: &[&str]) -> Result<Option<String>, String> {
         let c = self.cluster;
@@ -318,6 +357,31 @@ impl Mock {
             }
             ["rebalance-delay", ms] => {
                 self.rebalance_delay(parse_num(ms, "MS")?);
+                Ok(None)
+            }
+            ["track", on @ ("on" | "off")] => {
+                // SAFETY: valid cluster; the mock takes its own lock.
+                unsafe {
+                    if *on == "on" {
+                        rd::rd_kafka_mock_start_request_tracking(c)
+                    } else {
+                        rd::rd_kafka_mock_stop_request_tracking(c)
+                    }
+                };
+                Ok(None)
+            }
+            ["requests", api, rest @ ..] => {
+                let api = parse_api(api)?;
+                let broker = match rest {
+                    [] => None,
+                    [n] => Some(parse_num::<i32>(n, "N")?),
+                    _ => return Err("usage: requests API [N]".to_owned()),
+                };
+                Ok(Some(self.count_requests(api, broker).to_string()))
+            }
+            ["clear-requests"] => {
+                // SAFETY: valid cluster; the mock takes its own lock.
+                unsafe { rd::rd_kafka_mock_clear_requests(c) };
                 Ok(None)
             }
             ["bootstrap"] => Ok(Some(self.bootstrap())),
