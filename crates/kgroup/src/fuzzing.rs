@@ -39,7 +39,7 @@ use crate::assignor::{
 };
 use crate::wire::{self, FrameDecoder, WireError};
 
-pub use engine_harness::{engine, engine_trace};
+pub use engine_harness::{engine, engine_events, engine_scenario, engine_trace};
 
 // ----- framing -----------------------------------------------------------------
 

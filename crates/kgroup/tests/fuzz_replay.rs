@@ -12,6 +12,7 @@ use std::time::Instant;
 use kgroup::TopicPartition;
 use kgroup::assignor::userdata;
 use kgroup::fuzzing;
+use kgroup::fuzzing::engine_harness::{Answer, Mutation, OffsetAnswer, Op, Setup};
 use kgroup::wire::bounded::sample::{SampleRng, sample_consumer_protocol, sample_frame_with};
 use kgroup::wire::bounded::validated_apis;
 
@@ -207,6 +208,185 @@ fn engine_replays_corpus_and_generated_scenarios() {
     eprintln!("engine: {n} corpus files + 1000 generated");
 }
 
+/// An all-zero input is the happy path: join, lead, sync, the OffsetFetch
+/// of the new partitions answered (nothing committed yet), `Assigned`
+/// carrying `Committed::None`, then the final close leaves cleanly.
+#[test]
+fn engine_all_zero_input_is_the_happy_path() {
+    #[allow(clippy::disallowed_methods)]
+    let base = Instant::now();
+    let events = fuzzing::engine_events(&[0u8; 256], base);
+    let joined = events.iter().position(|e| e.starts_with("Joined"));
+    let assigned = events.iter().position(|e| e.starts_with("Assigned"));
+    assert!(joined.is_some() && joined < assigned, "{events:#?}");
+    let Some(a) = assigned.and_then(|i| events.get(i)) else {
+        panic!("no Assigned: {events:#?}");
+    };
+    assert!(a.contains("leader: true") || events.iter().any(|e| e.contains("leader: true")));
+    assert!(a.contains("None"), "Assigned without fetched offsets: {a}");
+    assert!(!a.contains("NotFetched"), "Assigned not fetched: {a}");
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("Left"),
+        "{events:#?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.starts_with("Fatal") || e.starts_with("Warning") || e.starts_with("Lost")),
+        "{events:#?}"
+    );
+}
+
+/// A scenario built as values: a stable group (mostly happy answers) with
+/// the application committing, marking and fetching, time passing (auto-
+/// commit), and offsets answers with random errors, shapes and mutations.
+fn offsets_scenario(rng: &mut SampleRng) -> (Setup, Vec<Op>) {
+    let setup = Setup {
+        assignors: rng.below(6) as u8,
+        static_member: rng.chance(1, 3),
+        gated: rng.chance(1, 3),
+        timing: rng.below(3) as u8,
+        seed: rng.next_u64(),
+        topics: rng.below(16) as u8,
+        partitions: [0, rng.below(9) as u8, 0, rng.below(9) as u8],
+        offsets: rng.below(32) as u8,
+    };
+    let small = |rng: &mut SampleRng, n: u64| rng.below(n) as u8;
+    let mut ops = Vec::new();
+    for _ in 0..(20 + rng.below(100)) {
+        let op = match rng.below(20) {
+            0..=5 => Op::Respond(Answer {
+                pick: small(rng, 3),
+                // Mostly no error: 1 in 8 answers carries one.
+                error: if rng.chance(1, 8) {
+                    128 + small(rng, 128)
+                } else {
+                    0
+                },
+                who: 0,
+                which: 0,
+                mask: 0,
+            }),
+            6..=8 => Op::Commit {
+                owned: !rng.chance(1, 6),
+                mask: rng.next_u64() as u16,
+                step: if rng.chance(1, 20) {
+                    255
+                } else {
+                    small(rng, 50)
+                },
+                meta: if rng.chance(1, 4) { small(rng, 40) } else { 0 },
+            },
+            9 | 10 => Op::Mark {
+                owned: !rng.chance(1, 6),
+                pick: small(rng, 16),
+                step: small(rng, 50),
+            },
+            11 => Op::FetchCommitted {
+                owned: !rng.chance(1, 6),
+                mask: rng.next_u64() as u16,
+            },
+            12..=14 => {
+                let answer = OffsetAnswer {
+                    pick: small(rng, 4),
+                    top: if rng.chance(1, 6) {
+                        96 + small(rng, 160)
+                    } else {
+                        0
+                    },
+                    codes: (0..rng.below(4))
+                        .map(|_| {
+                            if rng.chance(1, 2) {
+                                96 + small(rng, 160)
+                            } else {
+                                0
+                            }
+                        })
+                        .collect(),
+                    offsets: (0..rng.below(3))
+                        .map(|_| rng.below(200) as i16 - 3)
+                        .collect(),
+                    meta: if rng.chance(1, 4) { small(rng, 30) } else { 0 },
+                    shape: if rng.chance(1, 6) { small(rng, 16) } else { 0 },
+                };
+                if rng.chance(1, 5) {
+                    let mutations = vec![Mutation::Flip {
+                        at: rng.below(200) as u16,
+                        bit: small(rng, 8),
+                    }];
+                    Op::MutatedOffsets(answer, mutations)
+                } else {
+                    Op::RespondOffsets(answer)
+                }
+            }
+            15 | 16 => Op::Advance {
+                ms: rng.below(3000) as u16,
+                long: rng.chance(1, 6),
+            },
+            17 => Op::Transport {
+                pick: small(rng, 3),
+                connect: rng.chance(1, 2),
+            },
+            18 => Op::AckRevoked,
+            _ => match rng.below(6) {
+                0 => Op::Subscribe(small(rng, 16)),
+                1 => Op::Repartition {
+                    topic: small(rng, 4),
+                    partitions: small(rng, 9),
+                },
+                2 => Op::Close,
+                _ => Op::Fire,
+            },
+        };
+        ops.push(op);
+    }
+    (setup, ops)
+}
+
+/// The offsets path driven with values: every property of the engine
+/// target holds, and the scenarios reach what they are meant to (commits
+/// finished Ok and failed, commits of the marks, fetches answered).
+#[test]
+fn engine_offsets_scenarios_hold_and_reach_commits_and_fetches() {
+    #[allow(clippy::disallowed_methods)]
+    let base = Instant::now();
+    // KGROUP_FUZZ_SCENARIOS / KGROUP_FUZZ_SEED run more (or other) scenarios
+    // by hand; the default keeps `cargo test` well under a second.
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let mut rng = SampleRng::new(var("KGROUP_FUZZ_SEED").unwrap_or(0x0FF5));
+    let (mut ok, mut marked, mut fetched, mut failed) = (0, 0, 0, 0);
+    let n = var("KGROUP_FUZZ_SCENARIOS").unwrap_or(600);
+    for i in 0..n {
+        let (setup, ops) = offsets_scenario(&mut rng);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            fuzzing::engine_scenario(&setup, &ops, base)
+        }));
+        let events = match outcome {
+            Ok(events) => events,
+            Err(_) => panic!("generated offsets scenario {i} fails: {setup:?} {ops:?}"),
+        };
+        for e in events {
+            if e.starts_with("Offsets(CommitDone") {
+                if e.contains("result: Ok") {
+                    ok += 1;
+                } else {
+                    failed += 1;
+                }
+                if e.contains("kind: Marked") {
+                    marked += 1;
+                }
+            } else if e.starts_with("Offsets(FetchDone") {
+                fetched += 1;
+            }
+        }
+    }
+    eprintln!(
+        "{n} offsets scenarios: {ok} commits Ok, {failed} failed, {marked} of the marks, {fetched} fetches"
+    );
+    assert!(ok >= 100 && failed >= 50 && marked >= 20 && fetched >= 20);
+}
+
 // ----- regression tests for findings --------------------------------------------------
 
 /// A ConsumerProtocol Assignment v0 with one topic whose name is
@@ -282,4 +462,55 @@ fn sticky_user_data_long_topic_name_amplification_is_bounded() {
             );
         }
     }
+}
+
+/// Prints what an `engine` input does: `KGROUP_FUZZ_TRACE=path cargo test
+/// -p kgroup --test fuzz_replay trace_engine_input -- --ignored --nocapture`.
+#[test]
+#[ignore = "a debugging aid: run by hand with KGROUP_FUZZ_TRACE set"]
+fn trace_engine_input() {
+    let Ok(path) = std::env::var("KGROUP_FUZZ_TRACE") else {
+        return;
+    };
+    let Ok(data) = std::fs::read(&path) else {
+        panic!("cannot read {path}");
+    };
+    #[allow(clippy::disallowed_methods)]
+    let base = Instant::now();
+    fuzzing::engine_trace(&data, base);
+}
+
+/// Finding (engine target, 2026-12-01): `close()` stops auto-commit, but the
+/// next membership view handed while leaving (the group engine moves to
+/// `Revoking` on close) re-armed the auto-commit timer, so a closing member
+/// woke up every `auto_commit_interval` until the LeaveGroup deadline (every
+/// 100 ms for 30 s in the fuzzer's input) with nothing it could commit.
+#[test]
+fn auto_commit_is_not_rearmed_after_close() {
+    use kgroup::offsets::{MembershipView, Offsets, OffsetsConfig, RebalancePhase};
+    use std::time::Duration;
+    #[allow(clippy::disallowed_methods)]
+    let now = Instant::now();
+    let config = OffsetsConfig::new("g").with_auto_commit(Some(Duration::from_millis(100)));
+    let Ok(mut o) = Offsets::new(config, now) else {
+        panic!("valid offsets configuration refused");
+    };
+    let tp = TopicPartition::new("t0", 0);
+    o.handle_membership(
+        now,
+        MembershipView::member(1, "m-1", [tp.clone()], RebalancePhase::Stable),
+    );
+    assert_eq!(o.poll_timeout(), Some(now + Duration::from_millis(100)));
+    o.close(now);
+    assert_eq!(o.poll_timeout(), None, "close keeps the auto-commit timer");
+    // Leaving: the group engine hands the Revoking view, still a member.
+    o.handle_membership(
+        now,
+        MembershipView::member(1, "m-1", [tp], RebalancePhase::Revoking),
+    );
+    assert_eq!(
+        o.poll_timeout(),
+        None,
+        "a view handed after close re-armed auto-commit"
+    );
 }

@@ -27,7 +27,7 @@
 //! - determinism: the same input run twice gives the same transcript
 //!   (frames, events, deadlines).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
@@ -54,8 +54,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::assignor;
-use crate::event::Event;
-use crate::offsets::CommittedOffset;
+use crate::event::{Committed, Event};
+use crate::offsets::{CommitId, CommitKind, CommittedOffset, FetchId, OffsetEvent, OffsetsConfig};
 use crate::wire::bounded::sample::{SampleRng, sample_frame};
 use crate::wire::{self, Assignment, Subscription};
 use crate::{Config, Group, GroupState, RequestId, RevokeMode, TopicPartition, TransportError};
@@ -66,6 +66,9 @@ pub const MAX_OPS: usize = 192;
 pub const MAX_TRANSMITS: usize = 32;
 /// Most events one step may yield before the harness calls it unbounded.
 pub const MAX_EVENTS: usize = 256;
+/// Most deadlines fired after the final `close` before the harness calls
+/// the close stuck.
+const FINISH_STEPS: usize = 256;
 /// Topics of the fake cluster.
 const TOPICS: [&str; 4] = ["t0", "t1", "t2", "t3"];
 
@@ -86,6 +89,11 @@ pub struct Setup {
     pub topics: u8,
     /// Partition count of each topic in the cluster.
     pub partitions: [u8; 4],
+    /// Offsets knobs (0 = the engine's defaults): bit 0 turns
+    /// `fetch_committed_on_assign` off; bits 1-2 pick the auto-commit
+    /// interval (none, 1 s, 5 s, 100 ms); bit 3 shortens the commit and
+    /// fetch deadlines to 5 s; bit 4 caps fetched metadata at 8 bytes.
+    pub offsets: u8,
 }
 
 /// One step of the scenario.
@@ -139,23 +147,41 @@ pub enum Op {
     Close,
     /// `leave`.
     Leave,
-    /// `commit` of offsets for the partitions picked by the mask bits
-    /// (bit `4t + p`: topic t, partition p), owned or not.
+    /// `commit` of the partitions picked by the mask bits, among those owned
+    /// (bit i: the i-th owned partition) or among all sixteen (bit `4t + p`:
+    /// topic t, partition p), owned or not. Offsets are the application's
+    /// position plus `step` (positions only move forward), or negative when
+    /// `step` is 255; `meta` bytes of metadata.
     Commit {
+        /// Pick among the owned partitions.
+        owned: bool,
         /// Partition mask.
         mask: u16,
-        /// Offset committed.
-        offset: u16,
+        /// Position advance (255: a negative offset).
+        step: u8,
+        /// Metadata length.
+        meta: u8,
     },
-    /// `mark_processed` of one partition (`4t + p`, modulo 16).
+    /// `mark_processed` of one partition (owned index or `4t + p`).
     Mark {
+        /// Pick among the owned partitions.
+        owned: bool,
         /// Partition index.
         pick: u8,
-        /// Offset.
-        offset: u16,
+        /// Position advance (255: a negative offset).
+        step: u8,
     },
     /// `fetch_committed` of the partitions picked by the mask bits.
-    FetchCommitted(u16),
+    FetchCommitted {
+        /// Pick among the owned partitions.
+        owned: bool,
+        /// Partition mask.
+        mask: u16,
+    },
+    /// Answer an OffsetCommit or OffsetFetch in flight with detailed knobs.
+    RespondOffsets(OffsetAnswer),
+    /// The same, then mutate its bytes.
+    MutatedOffsets(OffsetAnswer, Vec<Mutation>),
     /// The cluster changes a topic's partition count (seen in later Metadata).
     Repartition {
         /// Topic index.
@@ -179,6 +205,29 @@ pub struct Answer {
     pub which: u8,
     /// Assignment mask / other members / partitions, per API.
     pub mask: u16,
+}
+
+/// The knobs of a plausible OffsetCommit / OffsetFetch answer, built from
+/// the request actually sent (all 0: every partition answered, no error,
+/// the offsets the fake broker stored).
+#[derive(Debug, Arbitrary)]
+pub struct OffsetAnswer {
+    /// Which OffsetCommit/OffsetFetch in flight (modulo their number).
+    pub pick: u8,
+    /// Group-level error: OffsetFetch's top-level (v2-7) or group (v8+)
+    /// code; for OffsetCommit, which has none, the same code on every
+    /// partition (as a broker answers a group error).
+    pub top: u8,
+    /// Per-partition error knobs, cycled over the partitions.
+    pub codes: Vec<u8>,
+    /// OffsetFetch: committed offsets, cycled (-1: none; below -1: invalid);
+    /// empty means what the fake broker stored.
+    pub offsets: Vec<i16>,
+    /// OffsetFetch: metadata length (cycled with the offsets), leader epoch.
+    pub meta: u8,
+    /// Shape: bit 0 drops the last partition, bit 1 repeats the first, bit 2
+    /// adds a partition never asked for, bit 3 sets a leader epoch.
+    pub shape: u8,
 }
 
 /// A byte-level change to a response frame.
@@ -217,6 +266,27 @@ pub enum Mutation {
 const ERRORS: [i16; 20] = [
     15, 16, 14, 27, 25, 22, 79, 82, 23, 26, 24, 30, 35, 81, 3, 5, -1, 7, 58, 9999,
 ];
+
+/// Error codes an OffsetCommit / OffsetFetch answer carries (PROTOCOL.md
+/// §2.7, §2.8; Kafka's `Errors`): coordinator moved/unavailable/loading (16,
+/// 15, 14), request timed out (7), rebalance (27), illegal generation (22),
+/// unknown member (25), fenced instance (82), group/topic authorization (30,
+/// 29), invalid group id (24), unsupported version (35), group id not found
+/// (69), metadata too large (12), invalid commit offset size (28), unknown
+/// topic or partition (3), unstable offset commit (88), unknown server
+/// error (-1), and a code Kafka does not define.
+const OFFSET_ERRORS: [i16; 19] = [
+    16, 15, 14, 7, 27, 22, 25, 82, 30, 29, 24, 35, 69, 12, 28, 3, 88, -1, 9999,
+];
+
+/// Below 96: no error; else an offsets error.
+fn offset_error(knob: u8) -> i16 {
+    if knob < 96 {
+        0
+    } else {
+        OFFSET_ERRORS[usize::from(knob - 96) % OFFSET_ERRORS.len()]
+    }
+}
 
 fn error_code(knob: u8) -> i16 {
     if knob < 128 {
@@ -257,6 +327,23 @@ struct Harness {
     generation: i32,
     next_member: u32,
     transcript: Vec<Line>,
+    /// The configured static instance id.
+    instance_id: Option<String>,
+    /// The application's position per partition: the highest offset it
+    /// gave to `commit` or `mark_processed` (never moves back).
+    positions: BTreeMap<TopicPartition, i64>,
+    /// Manual commits accepted and not finished yet.
+    commits: BTreeSet<CommitId>,
+    /// Every commit finished (manual or of the marks).
+    commits_done: BTreeSet<CommitId>,
+    /// `fetch_committed` calls accepted and not finished yet.
+    fetches: BTreeSet<FetchId>,
+    /// The highest offset reported committed per partition.
+    committed: BTreeMap<TopicPartition, i64>,
+    /// What the fake broker stored per partition (offset, metadata).
+    stored: BTreeMap<TopicPartition, (i64, Option<String>)>,
+    /// Print every operation and transcript line (`engine_trace`).
+    echo: bool,
 }
 
 /// Runs `data` as an engine scenario twice and requires the same transcript.
@@ -279,24 +366,38 @@ pub fn engine(data: &[u8], base: Instant) {
     }
 }
 
-/// The transcript of one run of `data` (requests, events, deadlines), one
-/// line each: to see what a corpus file or a crasher does.
-pub fn engine_trace(data: &[u8], base: Instant) -> Vec<String> {
+/// Runs `data` once, printing to stderr what it does as it goes (setup,
+/// operations, requests, events, deadlines), so that the line before a
+/// property's panic shows the step that broke it.
+pub fn engine_trace(data: &[u8], base: Instant) {
+    run_with(data, base, true);
+}
+
+/// The events of one run of `data` (their `Debug` form), in order: to
+/// check what the harness reaches (tests/fuzz_replay.rs).
+pub fn engine_events(data: &[u8], base: Instant) -> Vec<String> {
     run(data, base)
-        .iter()
-        .map(|line| match line {
-            Line::Transmit(id, conn, frame) => {
-                let api = frame.get(4..6).map(|b| i16::from_be_bytes([b[0], b[1]]));
-                let api = api.and_then(|k| ApiKey::try_from(k).ok());
-                format!(
-                    "send req#{id} on conn#{conn}: {api:?} ({} bytes)",
-                    frame.len()
-                )
-            }
-            Line::Event(e) => format!("event {e}"),
-            Line::Deadline(d) => format!("deadline {d:?}"),
+        .into_iter()
+        .filter_map(|line| match line {
+            Line::Event(e) => Some(e),
+            _ => None,
         })
         .collect()
+}
+
+fn describe(line: &Line) -> String {
+    match line {
+        Line::Transmit(id, conn, frame) => {
+            let api = frame.get(4..6).map(|b| i16::from_be_bytes([b[0], b[1]]));
+            let api = api.and_then(|k| ApiKey::try_from(k).ok());
+            format!(
+                "send req#{id} on conn#{conn}: {api:?} ({} bytes)",
+                frame.len()
+            )
+        }
+        Line::Event(e) => format!("event {e}"),
+        Line::Deadline(d) => format!("deadline {d:?}"),
+    }
 }
 
 fn config(setup: &Setup) -> Option<Config> {
@@ -323,9 +424,9 @@ fn config(setup: &Setup) -> Option<Config> {
         .request_timeout(Duration::from_millis(request))
         .retry_backoff(Duration::from_millis(100), Duration::from_millis(1_000))
         .seed(setup.seed)
-        // `Assigned` is held for its OffsetFetch when on (the default), while
-        // `owned()` already has the partitions: the check below assumes off.
-        .fetch_committed_on_assign(false)
+        .offsets(offsets_config(setup.offsets, setup.seed))
+        // On by default (bit 0 clear): `Assigned` waits for its OffsetFetch.
+        .fetch_committed_on_assign(setup.offsets & 1 == 0)
         .revoke_mode(if setup.gated {
             RevokeMode::Gated
         } else {
@@ -335,6 +436,28 @@ fn config(setup: &Setup) -> Option<Config> {
         builder = builder.instance_id("i-1");
     }
     builder.build().ok()
+}
+
+/// The offsets settings picked by the `offsets` knob of [`Setup`].
+fn offsets_config(knob: u8, seed: u64) -> OffsetsConfig {
+    let auto = match (knob >> 1) & 3 {
+        0 => None,
+        1 => Some(Duration::from_secs(1)),
+        2 => Some(Duration::from_secs(5)),
+        _ => Some(Duration::from_millis(100)),
+    };
+    let mut c = OffsetsConfig::new("g")
+        .with_auto_commit(auto)
+        .with_seed(seed);
+    if knob & 8 != 0 {
+        c = c
+            .with_commit_timeout(Duration::from_secs(5))
+            .with_fetch_timeout(Duration::from_secs(5));
+    }
+    if knob & 16 != 0 {
+        c = c.with_max_metadata_bytes(8);
+    }
+    c
 }
 
 fn topics_of(mask: u8) -> Vec<String> {
@@ -347,11 +470,45 @@ fn topics_of(mask: u8) -> Vec<String> {
 }
 
 fn run(data: &[u8], base: Instant) -> Vec<Line> {
+    run_with(data, base, false)
+}
+
+fn run_with(data: &[u8], base: Instant, echo: bool) -> Vec<Line> {
     let mut u = Unstructured::new(data);
     let Ok(setup) = Setup::arbitrary(&mut u) else {
         return Vec::new();
     };
-    let Some(config) = config(&setup) else {
+    let mut ops = Vec::new();
+    while ops.len() < MAX_OPS && !u.is_empty() {
+        match Op::arbitrary(&mut u) {
+            Ok(op) => ops.push(op),
+            Err(_) => break,
+        }
+    }
+    run_ops(&setup, &ops, base, echo)
+}
+
+/// Runs a scenario given as values (the generated replays build them
+/// directly) twice, requires the same transcript, and returns its events
+/// (`Debug` form). Panics when a property breaks, as [`engine`] does.
+pub fn engine_scenario(setup: &Setup, ops: &[Op], base: Instant) -> Vec<String> {
+    let first = run_ops(setup, ops, base, false);
+    let second = run_ops(setup, ops, base, false);
+    assert!(first == second, "not deterministic");
+    first
+        .into_iter()
+        .filter_map(|line| match line {
+            Line::Event(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn run_ops(setup: &Setup, ops: &[Op], base: Instant, echo: bool) -> Vec<Line> {
+    if echo {
+        eprintln!("setup {setup:?}");
+    }
+    let Some(config) = config(setup) else {
         return Vec::new();
     };
     let mut h = Harness {
@@ -367,6 +524,14 @@ fn run(data: &[u8], base: Instant) -> Vec<Line> {
         generation: 0,
         next_member: 0,
         transcript: Vec::new(),
+        instance_id: setup.static_member.then(|| "i-1".to_owned()),
+        positions: BTreeMap::new(),
+        commits: BTreeSet::new(),
+        commits_done: BTreeSet::new(),
+        fetches: BTreeSet::new(),
+        committed: BTreeMap::new(),
+        stored: BTreeMap::new(),
+        echo,
     };
     let mask = if setup.topics & 0x0f == 0 {
         1
@@ -375,16 +540,17 @@ fn run(data: &[u8], base: Instant) -> Vec<Line> {
     };
     h.group.subscribe(h.now, topics_of(mask));
     h.drain();
-    for _ in 0..MAX_OPS {
-        if u.is_empty() {
-            break;
+    for op in ops.iter().take(MAX_OPS) {
+        if h.echo {
+            eprintln!("op {op:?} at {:?}", h.now.saturating_duration_since(h.base));
         }
-        let Ok(op) = Op::arbitrary(&mut u) else {
-            break;
-        };
         h.step(op);
         h.drain();
     }
+    if h.echo {
+        eprintln!("finish: close, answer what is in flight, run the deadlines");
+    }
+    h.finish();
     h.transcript
 }
 
@@ -397,26 +563,26 @@ impl Harness {
         }
     }
 
-    fn step(&mut self, op: Op) {
+    fn step(&mut self, op: &Op) {
         match op {
             Op::Respond(a) => {
                 if let Some(i) = self.pick(a.pick) {
                     let sent = self.in_flight.remove(i);
-                    let frame = self.answer(&sent, &a);
+                    let frame = self.answer(&sent, a);
                     self.group.handle_response(self.now, sent.id, frame);
                 }
             }
             Op::Mutated(a, mutations) => {
                 if let Some(i) = self.pick(a.pick) {
                     let sent = self.in_flight.remove(i);
-                    let frame = mutate(self.answer(&sent, &a), &mutations);
+                    let frame = mutate(self.answer(&sent, a), mutations);
                     self.group.handle_response(self.now, sent.id, frame);
                 }
             }
             Op::Sampled { pick, seed } => {
-                if let Some(i) = self.pick(pick) {
+                if let Some(i) = self.pick(*pick) {
                     let sent = self.in_flight.remove(i);
-                    let mut rng = SampleRng::new(seed);
+                    let mut rng = SampleRng::new(*seed);
                     let frame = sample_frame(sent.api, sent.version, sent.id.0, &mut rng)
                         .map(Bytes::from)
                         .unwrap_or_default();
@@ -428,21 +594,21 @@ impl Harness {
                 keep_id,
                 bytes,
             } => {
-                if let Some(i) = self.pick(pick) {
+                if let Some(i) = self.pick(*pick) {
                     let sent = self.in_flight.remove(i);
                     let mut frame = Vec::with_capacity(bytes.len() + 4);
-                    if keep_id {
+                    if *keep_id {
                         frame.extend_from_slice(&sent.id.0.to_be_bytes());
                     }
-                    frame.extend_from_slice(&bytes);
+                    frame.extend_from_slice(bytes);
                     self.group
                         .handle_response(self.now, sent.id, Bytes::from(frame));
                 }
             }
             Op::Transport { pick, connect } => {
-                if let Some(i) = self.pick(pick) {
+                if let Some(i) = self.pick(*pick) {
                     let sent = self.in_flight.remove(i);
-                    let err = if connect {
+                    let err = if *connect {
                         TransportError::ConnectFailed("refused".into())
                     } else {
                         TransportError::Disconnected("reset".into())
@@ -451,7 +617,7 @@ impl Harness {
                 }
             }
             Op::Advance { ms, long } => {
-                let ms = u64::from(ms) * if long { 16 } else { 1 };
+                let ms = u64::from(*ms) * if *long { 16 } else { 1 };
                 let target = self.now + Duration::from_millis(ms);
                 // As a driver does: wake at each deadline on the way.
                 for _ in 0..256 {
@@ -472,44 +638,193 @@ impl Harness {
                     self.fire();
                 }
             }
-            Op::Subscribe(mask) => self.group.subscribe(self.now, topics_of(mask)),
+            Op::Subscribe(mask) => self.group.subscribe(self.now, topics_of(*mask)),
             Op::Hold => self.group.hold_rebalance(),
             Op::Allow => self.group.allow_rebalance(self.now),
             Op::AckRevoked => self.group.ack_revoked(self.now),
             Op::Close => self.group.close(self.now),
             Op::Leave => self.group.leave(self.now, "fuzz"),
-            Op::Commit { mask, offset } => {
-                let partitions = mask_partitions(mask);
-                let all_owned = partitions.iter().all(|tp| self.group.owned().contains(tp));
-                let offsets = partitions
-                    .into_iter()
-                    .map(|tp| (tp, CommittedOffset::from(i64::from(offset))))
-                    .collect();
-                if self.group.commit(self.now, offsets).is_ok() {
-                    // Rule 1 of the offsets contract: only owned partitions.
-                    assert!(all_owned, "a commit of a partition not owned was accepted");
-                }
-            }
-            Op::Mark { pick, offset } => {
-                let tp = mask_partitions(1 << (pick % 16)).remove(0);
-                let owned = self.group.owned().contains(&tp);
+            Op::Commit {
+                owned,
+                mask,
+                step,
+                meta,
+            } => self.commit(*owned, *mask, *step, *meta),
+            Op::Mark { owned, pick, step } => {
+                let Some(tp) = self.choose(*owned, 1 << (pick % 16)).into_iter().next() else {
+                    return;
+                };
+                let is_owned = self.group.owned().contains(&tp);
+                let offset = self.advance(&tp, *step);
                 if self
                     .group
-                    .mark_processed(self.now, tp, i64::from(offset))
+                    .mark_processed(self.now, tp.clone(), offset)
                     .is_ok()
                 {
-                    assert!(owned, "a mark of a partition not owned was accepted");
+                    assert!(is_owned, "a mark of {tp}, not owned, was accepted");
+                    assert!(offset >= 0, "a negative mark was accepted");
                 }
             }
-            Op::FetchCommitted(mask) => {
-                let _ = self.group.fetch_committed(self.now, mask_partitions(mask));
+            Op::FetchCommitted { owned, mask } => {
+                let partitions = self.choose(*owned, *mask);
+                let all_owned = partitions.iter().all(|tp| self.group.owned().contains(tp));
+                if let Ok(id) = self.group.fetch_committed(self.now, partitions) {
+                    assert!(all_owned, "a fetch of a partition not owned was accepted");
+                    assert!(self.fetches.insert(id), "{id} returned twice");
+                }
+            }
+            Op::RespondOffsets(a) => {
+                if let Some(i) = self.pick_offsets(a.pick) {
+                    let sent = self.in_flight.remove(i);
+                    let frame = self.answer_offsets(&sent, a, true);
+                    self.group.handle_response(self.now, sent.id, frame);
+                }
+            }
+            Op::MutatedOffsets(a, mutations) => {
+                if let Some(i) = self.pick_offsets(a.pick) {
+                    let sent = self.in_flight.remove(i);
+                    let frame = mutate(self.answer_offsets(&sent, a, false), mutations);
+                    self.group.handle_response(self.now, sent.id, frame);
+                }
             }
             Op::Repartition { topic, partitions } => {
-                if let Some(p) = self.partitions.get_mut(usize::from(topic) % TOPICS.len()) {
+                if let Some(p) = self.partitions.get_mut(usize::from(*topic) % TOPICS.len()) {
                     *p = i32::from(partitions % 9);
                 }
             }
         }
+    }
+
+    fn record(&mut self, line: Line) {
+        if self.echo {
+            eprintln!("  {}", describe(&line));
+        }
+        self.transcript.push(line);
+    }
+
+    /// The index of the `pick`-th OffsetCommit/OffsetFetch in flight.
+    fn pick_offsets(&self, pick: u8) -> Option<usize> {
+        let offsets: Vec<usize> = (0..self.in_flight.len())
+            .filter(|&i| {
+                self.in_flight
+                    .get(i)
+                    .is_some_and(|s| matches!(s.api, ApiKey::OffsetCommit | ApiKey::OffsetFetch))
+            })
+            .collect();
+        let n = offsets.len();
+        (n > 0).then(|| offsets.get(usize::from(pick) % n).copied())?
+    }
+
+    /// Partitions picked by `mask`: among those owned now (bit i: the i-th,
+    /// the first when no bit matches) or among all sixteen.
+    fn choose(&self, owned: bool, mask: u16) -> Vec<TopicPartition> {
+        if !owned {
+            return mask_partitions(mask);
+        }
+        let all: Vec<&TopicPartition> = self.group.owned().iter().collect();
+        let mut picked: Vec<TopicPartition> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << (i % 16)) != 0)
+            .map(|(_, tp)| (*tp).clone())
+            .collect();
+        if picked.is_empty()
+            && let Some(tp) = all.first()
+        {
+            picked.push((*tp).clone());
+        }
+        picked
+    }
+
+    /// The application's next position on `tp`: `step` past the last one
+    /// (positions only move forward), or a negative offset for step 255.
+    fn advance(&mut self, tp: &TopicPartition, step: u8) -> i64 {
+        if step == 255 {
+            return -2;
+        }
+        let p = self.positions.entry(tp.clone()).or_insert(0);
+        *p += i64::from(step);
+        *p
+    }
+
+    fn commit(&mut self, owned: bool, mask: u16, step: u8, meta: u8) {
+        let partitions = self.choose(owned, mask);
+        let all_owned = partitions.iter().all(|tp| self.group.owned().contains(tp));
+        let mut negative = false;
+        let offsets: Vec<(TopicPartition, CommittedOffset)> = partitions
+            .into_iter()
+            .map(|tp| {
+                let offset = self.advance(&tp, step);
+                negative |= offset < 0;
+                let mut o = CommittedOffset::new(offset);
+                if meta > 0 {
+                    o = o.with_metadata("m".repeat(usize::from(meta % 32)));
+                }
+                (tp, o)
+            })
+            .collect();
+        if let Ok(id) = self.group.commit(self.now, offsets) {
+            // Rule 1 of the offsets contract (docs/offsets.md): only owned
+            // partitions, only valid offsets.
+            assert!(all_owned, "a commit of a partition not owned was accepted");
+            assert!(!negative, "a commit of a negative offset was accepted");
+            assert!(self.commits.insert(id), "{id} returned twice");
+        }
+    }
+
+    /// After the last operation: close, then answer what is in flight with
+    /// the happy answer (oldest first) and fire the deadlines until the
+    /// member has left. Every commit and fetch the application made must
+    /// have finished by then (docs/offsets.md: exactly one `CommitDone` per
+    /// `CommitId`, one `FetchDone` per `FetchId`).
+    fn finish(&mut self) {
+        self.group.close(self.now);
+        self.drain();
+        let happy = Answer {
+            pick: 0,
+            error: 0,
+            who: 0,
+            which: 0,
+            mask: 0,
+        };
+        for _ in 0..FINISH_STEPS {
+            if matches!(self.group.state(), GroupState::Left | GroupState::Failed)
+                && self.commits.is_empty()
+                && self.fetches.is_empty()
+            {
+                break;
+            }
+            if !self.in_flight.is_empty() {
+                self.step(&Op::Respond(Answer { ..happy }));
+                self.drain();
+                continue;
+            }
+            let Some(at) = self.group.poll_timeout() else {
+                break;
+            };
+            self.now = self.now.max(at);
+            self.fire();
+        }
+        assert!(
+            matches!(self.group.state(), GroupState::Left | GroupState::Failed),
+            "close did not complete: {} (next deadline {:?}, in flight {:?})",
+            self.group.state(),
+            self.group.poll_timeout_reason().map(|(_, t)| t),
+            self.in_flight
+                .iter()
+                .map(|s| (s.id.0, s.api))
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            self.commits.is_empty(),
+            "commits without CommitDone after close: {:?}",
+            self.commits
+        );
+        assert!(
+            self.fetches.is_empty(),
+            "fetches without FetchDone after close: {:?}",
+            self.fetches
+        );
     }
 
     /// `handle_timeout(now)` until the next deadline is in the future: a
@@ -559,30 +874,62 @@ impl Harness {
                 "request id {} reused while in flight",
                 t.id
             );
-            self.transcript.push(Line::Transmit(
+            self.record(Line::Transmit(
                 t.id.0,
                 t.destination.connection.0,
                 frame.clone(),
             ));
-            self.in_flight.push(Sent {
+            let sent = Sent {
                 id: t.id,
                 api: t.api,
                 version,
                 frame: frame.slice(4..),
-            });
+            };
+            if t.api == ApiKey::OffsetCommit {
+                self.check_commit_request(&sent);
+            }
+            self.in_flight.push(sent);
         }
         let mut events = 0;
         while let Some(e) = self.group.poll_event() {
             events += 1;
             assert!(events <= MAX_EVENTS, "unbounded events in one step");
+            self.record(Line::Event(format!("{e:?}")));
             self.check_event(&e);
-            self.transcript.push(Line::Event(format!("{e:?}")));
         }
-        if self.group.state() != GroupState::Revoking {
-            self.release_revoked();
+        // Revoked partitions stay owned until the revocation completes, and
+        // on close until the final commit is answered (docs/offsets.md rule
+        // 5), which `Leaving` outlasts (LeaveGroup follows).
+        match self.group.state() {
+            GroupState::Revoking => {}
+            GroupState::Leaving => {
+                let released: Vec<TopicPartition> = self
+                    .revoking
+                    .iter()
+                    .filter(|tp| !self.group.owned().contains(*tp))
+                    .cloned()
+                    .collect();
+                for tp in released {
+                    self.revoking.remove(&tp);
+                    self.owned.remove(&tp);
+                }
+            }
+            _ => self.release_revoked(),
+        }
+        // An `Assigned` held for its OffsetFetch (fetch_committed_on_assign)
+        // already counts in `owned()`: its `added` partitions are the
+        // difference, and it is emitted before any of them leaves.
+        let mut expected = self.owned.clone();
+        if let Some(held) = &self.group.held_assigned {
+            for tp in &held.added {
+                assert!(
+                    expected.insert(tp.clone()),
+                    "held Assigned adds {tp}, which the application already owns"
+                );
+            }
         }
         assert_eq!(
-            &self.owned,
+            &expected,
             self.group.owned(),
             "events and owned() disagree (state {})",
             self.group.state()
@@ -598,7 +945,93 @@ impl Harness {
             .group
             .poll_timeout()
             .map(|at| at.saturating_duration_since(self.base));
-        self.transcript.push(Line::Deadline(deadline));
+        self.record(Line::Deadline(deadline));
+    }
+
+    /// Properties of an OffsetCommit as sent (docs/offsets.md rules 1 and
+    /// 4): the engine's generation, member id and instance id at send time,
+    /// only partitions owned now, offsets the application gave.
+    fn check_commit_request(&self, sent: &Sent) {
+        let req = match decode_request::<OffsetCommitRequest>(sent) {
+            Ok(req) => req,
+            Err(_) => panic!("OffsetCommit v{} sent that does not decode", sent.version),
+        };
+        assert_eq!(
+            req.generation_id_or_member_epoch,
+            self.group.generation(),
+            "OffsetCommit sent with a generation that is not the current one"
+        );
+        assert_eq!(
+            req.member_id.as_str(),
+            self.group.member_id(),
+            "OffsetCommit sent with a member id that is not the current one"
+        );
+        if sent.version >= 7 {
+            assert_eq!(
+                req.group_instance_id.as_ref().map(|i| i.as_str()),
+                self.instance_id.as_deref(),
+                "OffsetCommit sent with another instance id"
+            );
+        }
+        assert!(self.group.generation() >= 0, "OffsetCommit sent unjoined");
+        assert!(!req.topics.is_empty(), "empty OffsetCommit sent");
+        for t in &req.topics {
+            for p in &t.partitions {
+                let tp = TopicPartition::new(t.name.0.as_str(), p.partition_index);
+                assert!(
+                    self.group.owned().contains(&tp),
+                    "OffsetCommit sent for {tp}, not owned (state {})",
+                    self.group.state()
+                );
+                let position = self.positions.get(&tp).copied().unwrap_or(0);
+                assert!(
+                    (0..=position).contains(&p.committed_offset),
+                    "OffsetCommit sent offset {} for {tp}, beyond the application's {position}",
+                    p.committed_offset
+                );
+            }
+        }
+    }
+
+    fn check_offsets_event(&mut self, e: &OffsetEvent) {
+        match e {
+            OffsetEvent::CommitDone {
+                id,
+                kind,
+                committed,
+                result,
+            } => {
+                assert!(self.commits_done.insert(*id), "second CommitDone for {id}");
+                if *kind == CommitKind::Manual {
+                    assert!(self.commits.remove(id), "CommitDone for {id}, never made");
+                }
+                if result.is_ok() && *kind == CommitKind::Manual {
+                    // Ok: every partition of the commit was written (a
+                    // commit of the marks may find nothing left to send).
+                    assert!(
+                        !committed.is_empty(),
+                        "manual {id} Ok with nothing committed"
+                    );
+                }
+                for (tp, offset) in committed {
+                    let last = self.committed.entry(tp.clone()).or_insert(*offset);
+                    assert!(
+                        *offset >= *last,
+                        "committed offset of {tp} went back from {last} to {offset} ({id})"
+                    );
+                    *last = *offset;
+                }
+            }
+            OffsetEvent::FetchDone { id, .. } => {
+                assert!(
+                    self.fetches.remove(id),
+                    "FetchDone for {id}, not a fetch_committed of the application (or a second one)"
+                );
+            }
+            OffsetEvent::Membership { .. } => {
+                panic!("a membership action escaped the engine: {e:?}")
+            }
+        }
     }
 
     fn release_revoked(&mut self) {
@@ -610,8 +1043,24 @@ impl Harness {
     fn check_event(&mut self, e: &Event) {
         match e {
             Event::Assigned {
-                partitions, added, ..
+                partitions,
+                added,
+                committed,
+                ..
             } => {
+                assert!(
+                    committed.keys().eq(added.iter()),
+                    "Assigned.committed keys are not `added`"
+                );
+                if self.group.config().fetch_on_assign {
+                    // Fetched; NotFetched only when flushed before a
+                    // revocation, a loss or a leave.
+                } else {
+                    assert!(
+                        committed.values().all(|c| *c == Committed::NotFetched),
+                        "offsets in Assigned with fetch_committed_on_assign off"
+                    );
+                }
                 // A revocation completes before the next assignment.
                 self.release_revoked();
                 assert!(sorted_unique(partitions), "Assigned partitions not sorted");
@@ -640,6 +1089,7 @@ impl Harness {
                 self.fatal += 1;
                 assert_eq!(self.fatal, 1, "more than one Fatal");
             }
+            Event::Offsets(o) => self.check_offsets_event(o),
             _ => {}
         }
     }
@@ -873,104 +1323,125 @@ impl Harness {
 
     /// Every partition of the request answered, with the chosen error on
     /// the partitions picked by `mask`.
-    fn offset_commit(&self, sent: &Sent, a: &Answer) -> Bytes {
+    fn offset_commit(&mut self, sent: &Sent, a: &Answer) -> Bytes {
+        let mut bit = 0u32;
+        let codes = |_: &TopicPartition| {
+            let code = if a.mask & (1 << (bit % 16)) != 0 {
+                error_code(a.error)
+            } else {
+                0
+            };
+            bit += 1;
+            code
+        };
+        self.commit_answer(sent, codes, 0)
+    }
+
+    /// An OffsetCommit answer naming every partition of the request with
+    /// `code(partition)`; `shape` as in [`OffsetAnswer`]. The fake broker
+    /// stores what it accepts.
+    fn commit_answer(
+        &mut self,
+        sent: &Sent,
+        mut code: impl FnMut(&TopicPartition) -> i16,
+        shape: u8,
+    ) -> Bytes {
         let req = decode_request::<OffsetCommitRequest>(sent).unwrap_or_default();
         let mut r = OffsetCommitResponse::default();
-        let mut bit = 0u32;
-        r.topics = req
-            .topics
-            .iter()
-            .map(|t| {
-                let mut rt = OffsetCommitResponseTopic::default();
-                rt.name = t.name.clone();
-                rt.topic_id = t.topic_id;
-                rt.partitions = t
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        let mut rp = OffsetCommitResponsePartition::default();
-                        rp.partition_index = p.partition_index;
-                        if a.mask & (1 << (bit % 16)) != 0 {
-                            rp.error_code = error_code(a.error);
-                        }
-                        bit += 1;
-                        rp
-                    })
-                    .collect();
-                rt
-            })
-            .collect();
+        for t in &req.topics {
+            let mut rt = OffsetCommitResponseTopic::default();
+            rt.name = t.name.clone();
+            rt.topic_id = t.topic_id;
+            for p in &t.partitions {
+                let tp = TopicPartition::new(t.name.0.as_str(), p.partition_index);
+                let mut rp = OffsetCommitResponsePartition::default();
+                rp.partition_index = p.partition_index;
+                rp.error_code = code(&tp);
+                if rp.error_code == 0 {
+                    let meta = p.committed_metadata.as_ref().map(|m| m.as_str().to_owned());
+                    self.stored.insert(tp, (p.committed_offset, meta));
+                }
+                rt.partitions.push(rp);
+            }
+            r.topics.push(rt);
+        }
+        reshape_commit(&mut r, shape);
         respond(sent.api, sent.version, sent.id.0, &r)
     }
 
-    /// The requested partitions with offset `which * 10` (or none when
-    /// `who` is odd), the chosen error at the top level.
-    fn offset_fetch(&self, sent: &Sent, a: &Answer, code: i16) -> Bytes {
-        let v = sent.version;
-        let req = decode_request::<OffsetFetchRequest>(sent).unwrap_or_default();
-        let offset = if a.who & 1 == 1 {
-            -1
-        } else {
-            i64::from(a.which) * 10
+    /// A detailed answer to an OffsetCommit or OffsetFetch in flight.
+    fn answer_offsets(&mut self, sent: &Sent, a: &OffsetAnswer, _plausible: bool) -> Bytes {
+        let mut k = 0usize;
+        let mut per_partition = || {
+            let knob = if a.codes.is_empty() {
+                0
+            } else {
+                a.codes.get(k % a.codes.len()).copied().unwrap_or(0)
+            };
+            k += 1;
+            offset_error(knob)
         };
-        let mut r = OffsetFetchResponse::default();
-        if v >= 8 {
-            r.groups = req
-                .groups
-                .iter()
-                .map(|g| {
-                    let mut rg = OffsetFetchResponseGroup::default();
-                    rg.group_id = g.group_id.clone();
-                    rg.error_code = code;
-                    rg.topics = g
-                        .topics
-                        .iter()
-                        .flatten()
-                        .map(|t| {
-                            let mut rt = OffsetFetchResponseTopics::default();
-                            rt.name = t.name.clone();
-                            rt.partitions = t
-                                .partition_indexes
-                                .iter()
-                                .map(|&p| {
-                                    let mut rp = OffsetFetchResponsePartitions::default();
-                                    rp.partition_index = p;
-                                    rp.committed_offset = offset;
-                                    rp
-                                })
-                                .collect();
-                            rt
-                        })
-                        .collect();
-                    rg
-                })
-                .collect();
-        } else {
-            if v >= 2 {
-                r.error_code = code;
+        let top = offset_error(a.top);
+        match sent.api {
+            ApiKey::OffsetCommit => self.commit_answer(
+                sent,
+                |_| {
+                    let code = per_partition();
+                    if top != 0 { top } else { code }
+                },
+                a.shape,
+            ),
+            _ => {
+                let mut n = 0usize;
+                let stored = &self.stored;
+                let mut partition = |tp: &TopicPartition| {
+                    let (offset, meta) = match a.offsets.get(n % a.offsets.len().max(1)) {
+                        Some(&o) => (i64::from(o), None),
+                        None => stored.get(tp).cloned().unwrap_or((-1, None)),
+                    };
+                    n += 1;
+                    let meta = if a.meta > 0 && n % 2 == 1 {
+                        Some("x".repeat(usize::from(a.meta % 24)))
+                    } else {
+                        meta
+                    };
+                    FetchedPartition {
+                        offset,
+                        metadata: meta,
+                        leader_epoch: if a.shape & 8 != 0 {
+                            i32::from(a.meta)
+                        } else {
+                            -1
+                        },
+                        error: per_partition(),
+                    }
+                };
+                fetch_answer(sent, top, &mut partition, a.shape)
             }
-            r.topics = req
-                .topics
-                .iter()
-                .flatten()
-                .map(|t| {
-                    let mut rt = OffsetFetchResponseTopic::default();
-                    rt.name = t.name.clone();
-                    rt.partitions = t
-                        .partition_indexes
-                        .iter()
-                        .map(|&p| {
-                            let mut rp = OffsetFetchResponsePartition::default();
-                            rp.partition_index = p;
-                            rp.committed_offset = offset;
-                            rp
-                        })
-                        .collect();
-                    rt
-                })
-                .collect();
         }
-        respond(sent.api, v, sent.id.0, &r)
+    }
+
+    /// The requested partitions with what the fake broker stored (none when
+    /// `who` is odd; offset `which * 10` when `which` is not 0), the chosen
+    /// error at the top level.
+    fn offset_fetch(&self, sent: &Sent, a: &Answer, code: i16) -> Bytes {
+        let stored = &self.stored;
+        let mut partition = |tp: &TopicPartition| {
+            let (offset, metadata) = if a.who & 1 == 1 {
+                (-1, None)
+            } else if a.which != 0 {
+                (i64::from(a.which) * 10, None)
+            } else {
+                stored.get(tp).cloned().unwrap_or((-1, None))
+            };
+            FetchedPartition {
+                offset,
+                metadata,
+                leader_epoch: -1,
+                error: 0,
+            }
+        };
+        fetch_answer(sent, code, &mut partition, 0)
     }
 
     fn sync(&self, sent: &Sent, a: &Answer, code: i16) -> Bytes {
@@ -1009,6 +1480,128 @@ impl Harness {
             };
         }
         respond(sent.api, v, sent.id.0, &r)
+    }
+}
+
+/// One partition of a fake OffsetFetch answer.
+struct FetchedPartition {
+    offset: i64,
+    metadata: Option<String>,
+    leader_epoch: i32,
+    error: i16,
+}
+
+/// An OffsetFetch answer naming every partition of the request (v1-7:
+/// topics; v8+: groups), `top` as the top-level (v2-7) or group (v8+)
+/// error; `shape` as in [`OffsetAnswer`].
+fn fetch_answer(
+    sent: &Sent,
+    top: i16,
+    partition: &mut dyn FnMut(&TopicPartition) -> FetchedPartition,
+    shape: u8,
+) -> Bytes {
+    let v = sent.version;
+    let req = decode_request::<OffsetFetchRequest>(sent).unwrap_or_default();
+    let mut r = OffsetFetchResponse::default();
+    let meta = |m: Option<String>| m.map(StrBytes::from_string);
+    if v >= 8 {
+        for g in &req.groups {
+            let mut rg = OffsetFetchResponseGroup::default();
+            rg.group_id = g.group_id.clone();
+            rg.error_code = top;
+            for t in g.topics.iter().flatten() {
+                let mut rt = OffsetFetchResponseTopics::default();
+                rt.name = t.name.clone();
+                for &p in &t.partition_indexes {
+                    let f = partition(&TopicPartition::new(t.name.0.as_str(), p));
+                    let mut rp = OffsetFetchResponsePartitions::default();
+                    rp.partition_index = p;
+                    rp.committed_offset = f.offset;
+                    rp.committed_leader_epoch = f.leader_epoch;
+                    rp.metadata = meta(f.metadata);
+                    rp.error_code = f.error;
+                    rt.partitions.push(rp);
+                }
+                rg.topics.push(rt);
+            }
+            reshape(
+                &mut rg.topics,
+                shape,
+                |t| &mut t.partitions,
+                |p| p.partition_index = p.partition_index.wrapping_add(4),
+            );
+            r.groups.push(rg);
+        }
+    } else {
+        if v >= 2 {
+            r.error_code = top;
+        }
+        for t in req.topics.iter().flatten() {
+            let mut rt = OffsetFetchResponseTopic::default();
+            rt.name = t.name.clone();
+            for &p in &t.partition_indexes {
+                let f = partition(&TopicPartition::new(t.name.0.as_str(), p));
+                let mut rp = OffsetFetchResponsePartition::default();
+                rp.partition_index = p;
+                rp.committed_offset = f.offset;
+                if v >= 5 {
+                    rp.committed_leader_epoch = f.leader_epoch;
+                }
+                rp.metadata = meta(f.metadata);
+                rp.error_code = f.error;
+                rt.partitions.push(rp);
+            }
+            r.topics.push(rt);
+        }
+        reshape(
+            &mut r.topics,
+            shape,
+            |t| &mut t.partitions,
+            |p| p.partition_index = p.partition_index.wrapping_add(4),
+        );
+    }
+    respond(sent.api, v, sent.id.0, &r)
+}
+
+fn reshape_commit(r: &mut OffsetCommitResponse, shape: u8) {
+    reshape(
+        &mut r.topics,
+        shape,
+        |t| &mut t.partitions,
+        |p| p.partition_index = p.partition_index.wrapping_add(4),
+    );
+}
+
+/// Implausible shapes of a per-topic, per-partition answer: bit 0 drops the
+/// last partition, bit 1 repeats the first, bit 2 adds one never asked for.
+fn reshape<T, P: Clone>(
+    topics: &mut [T],
+    shape: u8,
+    partitions: impl Fn(&mut T) -> &mut Vec<P>,
+    other: impl Fn(&mut P),
+) {
+    if shape & 7 == 0 {
+        return;
+    }
+    let Some(first) = topics.first_mut() else {
+        return;
+    };
+    let ps = partitions(first);
+    if shape & 2 != 0
+        && let Some(p) = ps.first().cloned()
+    {
+        ps.push(p);
+    }
+    if shape & 4 != 0
+        && let Some(mut p) = ps.first().cloned()
+    {
+        other(&mut p);
+        ps.push(p);
+    }
+    if shape & 1 != 0
+        && let Some(last) = topics.last_mut()
+    {
+        partitions(last).pop();
     }
 }
 

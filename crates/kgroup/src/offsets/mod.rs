@@ -264,8 +264,11 @@ impl Offsets {
                 self.enqueue_marked(now);
             }
         }
+        // Not once closing: `close` stopped auto-commit for good (a view
+        // handed while leaving must not re-arm it; found by the fuzzer).
         if let Some(interval) = self.config.auto_commit_interval
             && self.view.is_member()
+            && !self.closing
             && self.auto_commit_at.is_none()
         {
             self.auto_commit_at = now.checked_add(interval);
