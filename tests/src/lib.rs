@@ -16,6 +16,7 @@
 mod broker;
 mod client;
 pub mod requests;
+pub mod tansu;
 
 pub use broker::{BINARY_ENV, TestBroker, TestBrokerError, TestBrokerOptions};
 pub use client::{WireClient, WireClientError};
