@@ -514,3 +514,33 @@ fn auto_commit_is_not_rearmed_after_close() {
         "a view handed after close re-armed auto-commit"
     );
 }
+
+/// Finding (sticky_user_data target, 2026-12-01): the 249-byte topic name
+/// bound was checked on the wire bytes, but names are decoded leniently
+/// (each invalid UTF-8 byte becomes a 3-byte U+FFFD, as Java does), so a
+/// 100-byte name of invalid bytes decoded into a 300-byte name: accepted,
+/// yet re-encoded into user data the decoder refuses. The bound now applies
+/// to the decoded name.
+#[test]
+fn sticky_user_data_lossy_topic_name_round_trips() {
+    let Some((_, data)) = corpus("sticky_user_data")
+        .into_iter()
+        .find(|(name, _)| name == "regression-lossy-topic-name-too-long")
+    else {
+        panic!("regression input missing from the corpus");
+    };
+    // 100 bytes of 0x95 (invalid UTF-8), one partition, generation 1.
+    assert_eq!(data.len(), 4 + 2 + 100 + 4 + 4 + 4);
+    match userdata::decode_sticky(&data) {
+        Err(userdata::UserDataError::TopicNameTooLong(_)) => {}
+        other => panic!("a name decoding to 300 bytes accepted: {other:?}"),
+    }
+    fuzzing::sticky_user_data(&data);
+    // A valid 249-byte name still decodes and round-trips.
+    let ok = userdata::encode_sticky(&[TopicPartition::new("x".repeat(249), 3)], Some(2));
+    let Ok(d) = userdata::decode_sticky(&ok) else {
+        panic!("249-byte topic name refused");
+    };
+    assert_eq!(d.partitions, vec![TopicPartition::new("x".repeat(249), 3)]);
+    fuzzing::sticky_user_data(&ok);
+}

@@ -134,7 +134,10 @@ pub fn decode_sticky(data: &[u8]) -> Result<StickyUserData, UserDataError> {
         r.pos = end;
         let n = r.count(4)?;
         // Kafka's `Topic.MAX_NAME_LENGTH`; bounds the copies made below.
-        if n > 0 && len > crate::wire::consumer_protocol::MAX_TOPIC_NAME_LEN {
+        // Checked on the decoded name: each invalid UTF-8 byte became a
+        // 3-byte U+FFFD, and what decodes must re-encode to data that
+        // decodes (found by the sticky_user_data fuzz target).
+        if n > 0 && topic.len() > crate::wire::consumer_protocol::MAX_TOPIC_NAME_LEN {
             return Err(UserDataError::TopicNameTooLong(at));
         }
         partitions.reserve(n);
