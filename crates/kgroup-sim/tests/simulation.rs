@@ -151,3 +151,45 @@ fn larger_groups_converge() {
         );
     }
 }
+
+/// Fixed findings of the heavy-fault sweep of 2026-12-01 (docs/simulation.md,
+/// "Fixed findings"), one test per fix, each with the seeds that showed it.
+fn assert_clean(cases: &[(u64, Scenario)]) {
+    for (seed, scenario) in cases {
+        let r = run_seed(config(*seed, *scenario, FaultLevel::Heavy));
+        assert_eq!(
+            r.violation_count,
+            0,
+            "reproduce: {}\n{:#?}",
+            r.config.repro_command(),
+            r.violations
+        );
+    }
+}
+
+#[test]
+fn withheld_partitions_are_moved_by_the_leader_follow_up() {
+    // 777: the claimant of a withheld partition is replaced by a new static
+    // incarnation without a rebalance. 631, 746, 757: the leader restarted
+    // too (KIP-814 SkipAssignment) or a coordinator reload brought back a
+    // generation whose second round never completed.
+    assert_clean(&[
+        (777, Scenario::StaticRestart),
+        (631, Scenario::StaticRestart),
+        (746, Scenario::StaticRestart),
+        (757, Scenario::Random),
+    ]);
+}
+
+#[test]
+fn static_member_fenced_on_sync_after_a_coordinator_reload_recovers() {
+    // 537: joined under the old coordinator, SyncGroup fenced by the new one.
+    assert_clean(&[(537, Scenario::StaticRestart)]);
+}
+
+#[test]
+fn a_loss_drops_an_assigned_still_waiting_for_its_fetch() {
+    // 4: with a leader follow-up right after SyncGroup, a stale `Assigned`
+    // was emitted at a late reset while another member owned its partition.
+    assert_clean(&[(4, Scenario::Random)]);
+}

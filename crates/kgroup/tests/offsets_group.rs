@@ -271,13 +271,12 @@ fn cooperative_revoke_completes_while_the_application_keeps_committing_what_it_r
 /// *revoked* partition only; waiting for every commit would stall it until
 /// the rebalance deadline (the seed-003 pattern: commit every batch).
 ///
-/// Ignored until `Group::complete_revocation` (membership/mod.rs) waits on
-/// `self.offsets.has_pending_for(&state.partitions)` instead of
-/// `blocking_rebalance()`: with that one-line change this test passes
-/// (revocation completes 100 ms after the commit of the revoked partition is
-/// answered) and so do the membership tests; without it, it waits 54 s.
+/// `Group::complete_revocation` (membership/mod.rs) waits on
+/// `self.offsets.has_pending_for(&state.partitions)`, not on
+/// `blocking_rebalance()`: the revocation completes 100 ms after the commit
+/// of the revoked partition is answered; waiting on every commit would take
+/// 54 s.
 #[test]
-#[ignore = "needs complete_revocation to wait on Offsets::has_pending_for(revoked partitions)"]
 fn cooperative_revoke_is_not_stalled_by_commits_in_flight_for_kept_partitions() {
     let mut h = stable(RevokeMode::Gated, coop_first());
     let hb = h.next_heartbeat();

@@ -97,6 +97,11 @@ impl Group {
             ResponseError::UnknownMemberId => {
                 self.reset_and_rejoin(now, LostReason::UnknownMember, true);
             }
+            ResponseError::FencedInstanceId if self.fenced_by_a_failover() => {
+                // Heartbeats go out between JoinGroup and SyncGroup too: the
+                // same failover fencing as SyncGroup's.
+                self.retry_fenced_after_failover(now, ApiKey::Heartbeat);
+            }
             ResponseError::FencedInstanceId => {
                 // Only for the current member id (checked above): another
                 // process took our instance id. Fatal, as in Java.

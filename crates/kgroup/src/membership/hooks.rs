@@ -10,9 +10,10 @@
 //!   versions when the coordinator connection is negotiated, and its loss;
 //! - **before rejoin / on revoke**: a revocation (eager before JoinGroup,
 //!   cooperative after SyncGroup) shows as `Revoking`; the rebalance goes on
-//!   only once the application acknowledged it (gated mode) *and* the offsets
-//!   component no longer blocks it ([`Offsets::blocking_rebalance`]: the
-//!   commit-on-revoke is answered), bounded by the rebalance deadline;
+//!   only once the application acknowledged it (gated mode) *and* no commit
+//!   of the *revoked* partitions is in flight ([`Offsets::has_pending_for`]:
+//!   the commit-on-revoke is answered; commits of kept partitions do not
+//!   stall a cooperative revoke), bounded by the rebalance deadline;
 //! - **on revoke ack**: [`Offsets::flush_marks`] commits the marked offsets;
 //! - **on close**: [`Offsets::close`], then LeaveGroup once the final commit
 //!   is answered (bounded by the request timeout), then [`Offsets::abandon`];
@@ -24,7 +25,7 @@
 //!   for (PROTOCOL.md §2.7: rediscover, rejoin, reset, fenced) are applied
 //!   here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -156,6 +157,9 @@ impl Group {
             MembershipAction::HardReset => {
                 self.reset_and_rejoin(now, LostReason::UnknownMember, true)
             }
+            MembershipAction::Fenced if self.fenced_by_a_failover() => {
+                self.retry_fenced_after_failover(now, ApiKey::OffsetCommit);
+            }
             MembershipAction::Fenced => {
                 self.lose_all(LostReason::Fenced);
                 self.fail_broker(ApiKey::OffsetCommit, error);
@@ -225,14 +229,26 @@ impl Group {
         self.events.push_back(held.into_event(committed));
     }
 
-    /// Emit a held `Assigned` now, before ownership changes (Revoked, Lost,
-    /// leaving), so the application never sees partitions leave that it
-    /// was not told it had: its unanswered partitions are
-    /// [`Committed::NotFetched`]. Its fetch's answer is then dropped.
+    /// Emit a held `Assigned` now, before a revocation (`Revoked`, a clean
+    /// leave), so the application never sees partitions leave that it was
+    /// not told it had: its unanswered partitions are
+    /// [`Committed::NotFetched`]. Its fetch's answer is then dropped. A loss
+    /// drops it instead ([`Group::drop_held_assigned`]).
     pub(crate) fn flush_held_assigned(&mut self) {
         if let Some(held) = self.held_assigned.take() {
             self.events.push_back(held.into_event(BTreeMap::new()));
         }
+    }
+
+    /// Forget a held `Assigned` without emitting it (its partitions are
+    /// being lost, see [`Group::lose_all`]); returns the partitions it would
+    /// have added, which the application never saw. Its fetch's answer is
+    /// then dropped.
+    pub(crate) fn drop_held_assigned(&mut self) -> BTreeSet<TopicPartition> {
+        self.held_assigned
+            .take()
+            .map(|held| held.added.into_iter().collect())
+            .unwrap_or_default()
     }
 
     /// An OffsetCommit or OffsetFetch, when the offsets component has one.

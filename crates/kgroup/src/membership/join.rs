@@ -173,16 +173,7 @@ impl Group {
                 self.join_again(RejoinReason::Retry("stale fencing"));
             }
             ResponseError::FencedInstanceId if self.fenced_by_a_failover() => {
-                // Our member id was issued by a coordinator we have since
-                // lost; its successor loaded an older generation that maps
-                // our instance id to an earlier member id of ours (found by
-                // `kgroup sim --faults heavy`; librdkafka #3437 looks alike).
-                // Rejoin once as a new incarnation of the instance, per
-                // coordinator epoch; a second fencing is fatal.
-                self.identity.fence_retried_epoch = Some(self.coordinator.epoch());
-                self.warn_broker(ApiKey::JoinGroup, error);
-                self.hard_reset(LostReason::Fenced);
-                self.join_again(RejoinReason::Reset(LostReason::Fenced));
+                self.retry_fenced_after_failover(now, ApiKey::JoinGroup);
             }
             ResponseError::InconsistentGroupProtocol => {
                 // No protocol in common with the group *now*: during a
@@ -204,14 +195,38 @@ impl Group {
         }
     }
 
-    /// A JoinGroup fencing for a static member whose id was issued before
-    /// the coordinator changed, not yet retried in this coordinator epoch.
-    fn fenced_by_a_failover(&self) -> bool {
+    /// A fencing (`FENCED_INSTANCE_ID` for our current member id) of a
+    /// static member whose id was issued before the coordinator changed, not
+    /// yet retried in this coordinator epoch.
+    pub(crate) fn fenced_by_a_failover(&self) -> bool {
         let epoch = self.coordinator.epoch();
         self.wired.instance_id.is_some()
             && !self.identity.member_id.is_empty()
             && self.identity.member_id_epoch != epoch
             && self.identity.fence_retried_epoch != Some(epoch)
+    }
+
+    /// Rejoin once as a new incarnation of the instance after a fencing that
+    /// [`Group::fenced_by_a_failover`] explains: our member id was issued by
+    /// a coordinator we have since lost, and its successor loaded an older
+    /// group record that maps our instance id to an earlier member id of
+    /// ours (the record is written when a generation's assignment is
+    /// stored, not when a member joins; found by `kgroup sim --faults
+    /// heavy`; librdkafka #3437 looks alike). Whatever API met it (JoinGroup,
+    /// SyncGroup between the two coordinators, a Heartbeat or OffsetCommit
+    /// with the id the new coordinator never saw), the member hard-resets
+    /// (partitions `Lost { Fenced }`) and joins with an empty member id; a
+    /// second fencing in the same coordinator epoch is fatal, so a real
+    /// duplicate instance id still fails.
+    pub(crate) fn retry_fenced_after_failover(&mut self, now: Instant, api: ApiKey) {
+        self.identity.fence_retried_epoch = Some(self.coordinator.epoch());
+        self.warn_broker(api, ResponseError::FencedInstanceId);
+        self.hard_reset(LostReason::Fenced);
+        if matches!(self.phase, Phase::Joining(_)) {
+            self.join_again(RejoinReason::Reset(LostReason::Fenced));
+        } else {
+            self.rejoin_now(now, RejoinReason::Reset(LostReason::Fenced));
+        }
     }
 
     fn join_again(&mut self, reason: RejoinReason) {
@@ -267,6 +282,7 @@ impl Group {
         {
             // franz-go #1365: on a downgrade to eager the new assignment is a
             // full one; keep nothing from the cooperative era.
+            self.flush_held_assigned();
             let partitions: Vec<_> = std::mem::take(&mut self.ownership.owned)
                 .into_iter()
                 .collect();

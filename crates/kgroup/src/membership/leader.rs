@@ -46,6 +46,13 @@ pub(crate) struct LeaderState {
     pub metadata_requested: bool,
     /// The encoded assignments, once computed.
     pub assignments: Option<Vec<SyncGroupRequestAssignment>>,
+    /// Partitions a member claims that the assignment gives to nobody: held
+    /// back until their claimant revoked them (cooperative), so a follow-up
+    /// rebalance must move them ([`Group::maybe_follow_up`]).
+    pub withheld: BTreeSet<TopicPartition>,
+    /// KIP-814: the coordinator skipped our assignment (a static leader
+    /// rejoining a Stable group); the stored one is in force, unseen.
+    pub skipped: bool,
 }
 
 /// The leader's watch over the topics it assigned (Java's
@@ -115,6 +122,8 @@ impl LeaderState {
             topics,
             metadata_requested: false,
             assignments: skip_assignment.then(Vec::new),
+            withheld: BTreeSet::new(),
+            skipped: skip_assignment,
         }
     }
 }
@@ -274,6 +283,7 @@ impl Group {
             }
         };
         let (assignment, problems) = validate(&members, result);
+        let withheld = withheld(&members, &assignment, &metadata);
         let (group, me) = self.names();
         for (partition, to, owner) in problems {
             self.events
@@ -312,6 +322,7 @@ impl Group {
         }) = &mut self.phase
         {
             l.assignments = Some(encoded);
+            l.withheld = withheld;
         }
     }
 }
@@ -371,6 +382,32 @@ fn counts_of(metadata: &ClusterMetadata) -> BTreeMap<String, i32> {
     metadata
         .iter()
         .map(|(t, info)| (t.clone(), info.partitions))
+        .collect()
+}
+
+/// Partitions some member claims (subscription owned partitions) that still
+/// exist and that the cleaned assignment gives to nobody: the cooperative
+/// transfers held back this round (Java's `CooperativeStickyAssignor`
+/// `adjustAssignment`, or [`validate`]).
+fn withheld(
+    members: &[MemberSubscription],
+    assignment: &GroupAssignment,
+    metadata: &ClusterMetadata,
+) -> BTreeSet<TopicPartition> {
+    let given: BTreeSet<&TopicPartition> = assignment
+        .values()
+        .flat_map(|a| a.partitions.iter())
+        .collect();
+    members
+        .iter()
+        .flat_map(|m| m.owned.iter())
+        .filter(|tp| {
+            metadata
+                .get(&tp.topic)
+                .is_some_and(|t| tp.partition >= 0 && tp.partition < t.partitions)
+        })
+        .filter(|tp| !given.contains(tp))
+        .cloned()
         .collect()
 }
 

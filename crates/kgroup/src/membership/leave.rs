@@ -29,14 +29,17 @@ impl Group {
             Phase::Left | Phase::Failed(_) | Phase::Leaving(_) => return,
             _ => {}
         }
-        self.flush_held_assigned();
         let rebalancing = matches!(self.phase, Phase::Joining(_) | Phase::AwaitingSync(_));
         if rebalancing || self.identity.generation < 0 {
+            // A held `Assigned` is dropped with the loss (see `lose_all`).
             self.lose_all(LostReason::LeftDuringRebalance);
-        } else if !self.ownership.owned.is_empty() {
-            // Still owned until the final commit is answered.
-            let partitions: Vec<_> = self.ownership.owned.iter().cloned().collect();
-            self.events.push_back(Event::Revoked { partitions });
+        } else {
+            self.flush_held_assigned();
+            if !self.ownership.owned.is_empty() {
+                // Still owned until the final commit is answered.
+                let partitions: Vec<_> = self.ownership.owned.iter().cloned().collect();
+                self.events.push_back(Event::Revoked { partitions });
+            }
         }
         self.rejoin_wanted = None;
         self.rejoin_since = None;

@@ -126,8 +126,13 @@ pub(crate) struct Identity {
     pub watch: Option<leader::MetadataWatch>,
     /// Coordinator epoch under which the member id was issued.
     pub member_id_epoch: u64,
-    /// Coordinator epoch in which a JoinGroup fencing was already retried.
+    /// Coordinator epoch in which a fencing after a failover was already
+    /// retried (JoinGroup, SyncGroup, Heartbeat, OffsetCommit).
     pub fence_retried_epoch: Option<u64>,
+    /// Leader only: the generation whose assignment withheld partitions
+    /// (claimed by a member that must revoke them first), and the instant
+    /// from which a follow-up rebalance is due if none started meanwhile.
+    pub follow_up: Option<(i32, Instant)>,
 }
 
 impl Identity {
@@ -139,6 +144,7 @@ impl Identity {
             watch: None,
             member_id_epoch: 0,
             fence_retried_epoch: None,
+            follow_up: None,
         }
     }
 }
@@ -209,6 +215,7 @@ impl Group {
         for _ in 0..8 {
             let mut moved = self.sync_offsets(now);
             moved |= self.complete_revocation(now);
+            moved |= self.maybe_follow_up(now);
             moved |= self.maybe_start_rejoin(now);
             moved |= self.complete_close_commit(now);
             if !moved {
@@ -235,6 +242,42 @@ impl Group {
             self.events.push_back(Event::HoldExpired { reason });
         }
         self.start_rejoin(now);
+        true
+    }
+
+    /// The leader's follow-up rebalance for partitions it withheld.
+    ///
+    /// KIP-429's second round normally comes from the claimant: told to give
+    /// the partition up, it revokes and rejoins. A claimant that never does
+    /// leaves the partition unassigned while the group is Stable: a static
+    /// member restarted after the leader read its old record owns nothing to
+    /// revoke, and the coordinator hands it the stored assignment without a
+    /// rebalance (Kafka's `GroupCoordinator.updateStaticMemberAndRebalance`
+    /// in Stable with an unchanged protocol). Found by `kgroup sim --seed 777
+    /// --faults heavy --scenario static-restart`. So the leader rejoins
+    /// itself when no rebalance started within the rebalance timeout of its
+    /// SyncGroup: by then every claimant that was told has revoked and
+    /// rejoined, or turned the partitions into `Lost` at its own rebalance
+    /// deadline (0.9 × the timeout), so the next round cannot hand a withheld
+    /// partition to a second live owner. (Rejoining right after SyncGroup
+    /// races claimants still revoking; Java's leader never rejoins for this
+    /// and relies on the claimant alone.) A static leader that got KIP-814
+    /// `SkipAssignment` in a cooperative generation arms it too (see
+    /// `on_sync_response`). Checked on every input: the heartbeat timer
+    /// bounds the lateness to one heartbeat interval.
+    fn maybe_follow_up(&mut self, now: Instant) -> bool {
+        let Some((generation, due)) = self.identity.follow_up else {
+            return false;
+        };
+        if generation != self.identity.generation {
+            self.identity.follow_up = None;
+            return false;
+        }
+        if now < due || !matches!(self.phase, Phase::Stable) {
+            return false;
+        }
+        self.identity.follow_up = None;
+        self.request_rejoin(now, RejoinReason::CooperativeRevoke);
         true
     }
 
@@ -302,6 +345,8 @@ impl Group {
     pub(crate) fn start_rejoin(&mut self, now: Instant) {
         let reason = self.rejoin_wanted.take().unwrap_or(RejoinReason::Initial);
         self.rejoin_since = None;
+        // Any rebalance is the follow-up a withholding leader waits for.
+        self.identity.follow_up = None;
         self.timers.stop(Timer::RebalanceDeadline);
         self.events.push_back(Event::Rejoining {
             reason: reason.clone(),
@@ -406,14 +451,23 @@ impl Group {
     }
 
     /// Report everything owned as lost and forget it.
+    ///
+    /// An `Assigned` still held for its OffsetFetch is dropped, not emitted:
+    /// the application was never handed its new partitions, so they are not
+    /// reported lost either. Emitting it here would hand the application
+    /// partitions of a generation that may be long over (a member cut off
+    /// in a parked JoinGroup learns of its loss only at the reset), while
+    /// another member owns them already: `kgroup sim --seed 4 --faults heavy
+    /// --scenario random` with a leader follow-up right after SyncGroup.
     pub(crate) fn lose_all(&mut self, reason: LostReason) {
-        self.flush_held_assigned();
-        if self.ownership.owned.is_empty() {
-            return;
-        }
+        let untold = self.drop_held_assigned();
         let partitions: Vec<TopicPartition> = std::mem::take(&mut self.ownership.owned)
             .into_iter()
+            .filter(|tp| !untold.contains(tp))
             .collect();
+        if partitions.is_empty() {
+            return;
+        }
         self.events.push_back(Event::Lost { partitions, reason });
     }
 

@@ -17,7 +17,7 @@ use kafka_protocol::messages::{ApiKey, GroupId, SyncGroupRequest, SyncGroupRespo
 
 use super::{AfterRevoke, GroupError, Phase, SyncState};
 use crate::TopicPartition;
-use crate::assignor::PreviousAssignment;
+use crate::assignor::{PreviousAssignment, RebalanceProtocol};
 use crate::event::{Committed, Event, LostReason, RejoinReason};
 use crate::group::{Group, Pending, Role, Transmit};
 use crate::offsets::FetchId;
@@ -162,6 +162,25 @@ impl Group {
             }
         }
         self.session_alive(now);
+        if let Phase::AwaitingSync(SyncState {
+            leader: Some(leader),
+            ..
+        }) = &self.phase
+            && (!leader.withheld.is_empty()
+                || (leader.skipped && self.identity.mode == RebalanceProtocol::Cooperative))
+        {
+            // The assignment is in force from now: arm the follow-up for the
+            // partitions it held back (see `Group::maybe_follow_up`). A
+            // restarted static leader (KIP-814 SkipAssignment) cannot know
+            // what the stored assignment withheld: its predecessor's
+            // follow-up died with it, and the claimants may be new
+            // incarnations too (a coordinator reload brings back a stored
+            // generation whose second round never completed: `kgroup sim
+            // --faults heavy --scenario static-restart`, seeds 631 and 746),
+            // so it follows up once, in a cooperative generation.
+            let due = now + self.config.rebalance_timeout;
+            self.identity.follow_up = Some((self.identity.generation, due));
+        }
         self.apply_assignment(now, &response.assignment);
     }
 
@@ -194,6 +213,15 @@ impl Group {
             }
             ResponseError::FencedInstanceId if !current => {
                 self.rejoin_now(now, RejoinReason::Retry("stale fencing"));
+            }
+            ResponseError::FencedInstanceId if self.fenced_by_a_failover() => {
+                // The SyncGroup twin of the JoinGroup case (see
+                // `retry_fenced_after_failover`): joined under the old
+                // coordinator, synced with its successor, which loaded a
+                // record that maps our instance id to an earlier member id
+                // (`kgroup sim --seed 537 --faults heavy --scenario
+                // static-restart`).
+                self.retry_fenced_after_failover(now, ApiKey::SyncGroup);
             }
             ResponseError::InvalidRequest => {
                 // librdkafka's mock coordinator answers a follower whose
