@@ -422,22 +422,6 @@ fn wait_for(
     }
 }
 
-/// Works around a race in the mock (not under test): it answers a
-/// follower's SyncGroup that arrives after the leader's with
-/// INVALID_REQUEST (`rd_kafka_mock_cgrp_classic_check_state`: group already
-/// UP), which kgroup reports as fatal. The group's coordinator is put on
-/// broker 2 and broker 1, where members bootstrap and a kgroup leader reads
-/// topic metadata before assigning, answers 200 ms late: followers, which
-/// sync at once, always come first.
-fn slow_metadata(broker: &mut TestBroker, group: &str) {
-    broker
-        .set_group_coordinator(group, 2)
-        .expect("coordinator on broker 2");
-    broker
-        .set_rtt(1, Duration::from_millis(200))
-        .expect("rtt on broker 1");
-}
-
 fn partitions(topic: &str, n: i32) -> BTreeSet<TopicPartition> {
     (0..n).map(|p| TopicPartition::new(topic, p)).collect()
 }
@@ -464,13 +448,12 @@ fn close(view: &mut View, rx: &Receiver<(String, Report)>, h: &mut Handle) {
 #[test]
 fn every_adapter_joins_rebalances_commits_and_leaves() {
     let topic = "orders";
-    let mut broker = TestBroker::start(BROKER, &TestBrokerOptions::default().topic(topic, 8))
+    let broker = TestBroker::start(BROKER, &TestBrokerOptions::default().topic(topic, 8))
         .expect("test broker starts");
     let all = partitions(topic, 8);
     let (tx, rx) = mpsc::channel();
     let mut view = View::default();
     let group = "e2e-adapters";
-    slow_metadata(&mut broker, group);
     let kinds = [
         ("blocking", Kind::Blocking),
         ("tokio", Kind::Tokio),
@@ -534,13 +517,12 @@ fn every_adapter_joins_rebalances_commits_and_leaves() {
 /// partition is owned exactly once.
 fn mixed_group(strategy: &str, kgroup_leads: bool) {
     let topic = "mixed";
-    let mut broker = TestBroker::start(BROKER, &TestBrokerOptions::default().topic(topic, 6))
+    let broker = TestBroker::start(BROKER, &TestBrokerOptions::default().topic(topic, 6))
         .expect("test broker starts");
     let all = partitions(topic, 6);
     let (tx, rx) = mpsc::channel();
     let mut view = View::default();
     let group = format!("e2e-mixed-{strategy}-{kgroup_leads}");
-    slow_metadata(&mut broker, &group);
     let mut members: Vec<Handle> = Vec::new();
     let order: [(&str, Kind); 4] = if kgroup_leads {
         [
