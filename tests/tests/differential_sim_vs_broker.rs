@@ -126,6 +126,8 @@ trait Backend {
     fn name(&self) -> &'static str;
     fn add_member(&mut self, name: &str) -> usize;
     fn close(&mut self, i: usize);
+    /// Member `i`'s process stops: no LeaveGroup, no heartbeats.
+    fn freeze(&mut self, i: usize);
     /// The next request of `api` to the coordinator fails with `code`.
     fn push_error(&mut self, api: ApiKey, code: i16);
     /// Pushed errors not served yet.
@@ -186,6 +188,10 @@ impl Backend for Sim {
         self.script.close(i).expect("member exists");
         self.closed[i] = true;
     }
+    fn freeze(&mut self, i: usize) {
+        self.script.freeze(i).expect("member exists");
+        self.closed[i] = true;
+    }
     fn push_error(&mut self, api: ApiKey, code: i16) {
         self.script.push_errors(api, &[code]).expect("a group API");
     }
@@ -242,7 +248,8 @@ fn sim_views(s: &Script, closed: &[bool]) -> Vec<View> {
 
 struct Mock {
     broker: TestBroker,
-    members: Vec<(Consumer, Vec<Event>, bool)>,
+    /// Consumer, its events, closed (or frozen), frozen.
+    members: Vec<(Consumer, Vec<Event>, bool, bool)>,
 }
 
 /// The mock broker hosting the group's coordinator (ids start at 1).
@@ -274,8 +281,8 @@ impl Mock {
     }
 
     fn poll_all(&mut self) {
-        for (c, events, closed) in &mut self.members {
-            if *closed && c.is_finished() {
+        for (c, events, closed, frozen) in &mut self.members {
+            if *frozen || (*closed && c.is_finished()) {
                 continue;
             }
             while let Some(e) = c.poll(Duration::from_millis(2)) {
@@ -292,13 +299,19 @@ impl Backend for Mock {
     fn add_member(&mut self, name: &str) -> usize {
         let mut c = Consumer::new(config(name), self.broker.bootstrap()).expect("consumer");
         c.subscribe([TOPIC]);
-        self.members.push((c, Vec::new(), false));
+        self.members.push((c, Vec::new(), false, false));
         self.members.len() - 1
     }
     fn close(&mut self, i: usize) {
-        let (c, _, closed) = &mut self.members[i];
+        let (c, _, closed, _) = &mut self.members[i];
         c.close();
         *closed = true;
+    }
+    fn freeze(&mut self, i: usize) {
+        // Not polled any more: its sockets stay open, nothing is sent.
+        let (_, _, closed, frozen) = &mut self.members[i];
+        *closed = true;
+        *frozen = true;
     }
     fn push_error(&mut self, api: ApiKey, code: i16) {
         self.broker
@@ -321,7 +334,7 @@ impl Backend for Mock {
         self.broker.broker_up(MOCK_COORDINATOR).expect("broker up");
     }
     fn commit(&mut self, i: usize, offset: i64) {
-        let (c, _, _) = &mut self.members[i];
+        let (c, _, _, _) = &mut self.members[i];
         let offsets = c
             .group()
             .owned()
@@ -345,7 +358,7 @@ impl Backend for Mock {
     fn views(&self) -> Vec<View> {
         self.members
             .iter()
-            .map(|(c, events, closed)| View::of(c.group(), *closed, events.iter()))
+            .map(|(c, events, closed, _)| View::of(c.group(), *closed, events.iter()))
             .collect()
     }
     fn summary(&self, i: usize) -> (Vec<String>, usize) {
@@ -549,6 +562,32 @@ fn coordinator_down_and_up(b: &mut dyn Backend) -> Observed {
     observe(b, settles, &first_ids)
 }
 
+/// (5) A member's process stops without leaving: the coordinator removes it
+/// when its session expires and the others share its partitions.
+fn member_stops_without_leaving(b: &mut dyn Backend) -> Observed {
+    let mut base = None;
+    let mut settles = two_members(b, &mut base);
+    b.add_member("m2");
+    settles.push(settle(b, "three members", &mut base));
+    let first_ids = ids(b);
+    b.freeze(2);
+    // Nothing moves before the session timeout: the group stays as it is.
+    assert!(
+        !b.run_until(SESSION - Duration::from_secs(1), &|v| {
+            v.iter().any(|m| !m.closed && m.rebalancing)
+        }),
+        "{}: a rebalance before m2's session could expire",
+        b.name()
+    );
+    assert!(
+        b.run_until(SETTLE, &|v| !settled(v)),
+        "{}: m2's session expiry starts a rebalance",
+        b.name()
+    );
+    settles.push(settle(b, "m2's session expired", &mut base));
+    observe(b, settles, &first_ids)
+}
+
 // ----- tests -----
 
 #[test]
@@ -610,5 +649,23 @@ fn coordinator_down_and_up_keeps_the_generation() {
         sim.notable
             .iter()
             .all(|n| n.iter().all(|e| !e.starts_with("lost")))
+    );
+}
+
+#[test]
+fn a_member_that_stops_without_leaving_is_expired() {
+    let (sim, _) = differential(member_stops_without_leaving);
+    let steps: Vec<i32> = sim.settles.iter().map(|s| s.generation_step).collect();
+    assert_eq!(steps, vec![0, 1, 2, 3], "{sim:?}");
+    assert_eq!(
+        sim.settles[3].partition_sets,
+        vec![vec![0, 1, 2], vec![3, 4, 5]],
+        "the survivors share m2's partitions"
+    );
+    assert!(
+        sim.notable
+            .iter()
+            .all(|n| n.iter().all(|e| !e.starts_with("lost"))),
+        "{sim:?}"
     );
 }

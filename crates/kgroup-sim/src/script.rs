@@ -81,6 +81,8 @@ struct ScriptMember {
     links: BTreeMap<ConnectionId, u64>,
     events: Vec<(SimTime, Event)>,
     timer_at: Option<SimTime>,
+    /// The process stopped: nothing is delivered to or driven from it.
+    frozen: bool,
 }
 
 #[derive(Debug)]
@@ -178,6 +180,7 @@ impl Script {
             links: BTreeMap::new(),
             events: Vec::new(),
             timer_at: None,
+            frozen: false,
         });
         let i = self.members.len() - 1;
         self.drive(i);
@@ -205,6 +208,16 @@ impl Script {
     /// Close member `i` cleanly (final commit, LeaveGroup for a dynamic member).
     pub fn close(&mut self, i: usize) -> Result<(), ScriptError> {
         self.with_group(i, |g, now| g.close(now))
+    }
+
+    /// Member `i`'s process stops without a word: no LeaveGroup, no more
+    /// heartbeats, its connections left open (a hung or paused process); the
+    /// coordinator removes it when its session expires.
+    pub fn freeze(&mut self, i: usize) -> Result<(), ScriptError> {
+        let m = self.members.get_mut(i).ok_or(ScriptError::NoMember(i))?;
+        m.frozen = true;
+        m.timer_at = None;
+        Ok(())
     }
 
     /// Every event member `i` reported so far, with its virtual time.
@@ -325,13 +338,13 @@ impl Script {
             }
             Step::ToMember { member, id, frame } => {
                 let body = frames::unframe(&frame).unwrap_or_default();
-                if let Some(m) = self.members.get_mut(member) {
+                if let Some(m) = self.members.get_mut(member).filter(|m| !m.frozen) {
                     m.engine.handle_response(now, id, body);
                 }
                 self.drive(member);
             }
             Step::Fail { member, id, err } => {
-                if let Some(m) = self.members.get_mut(member) {
+                if let Some(m) = self.members.get_mut(member).filter(|m| !m.frozen) {
                     m.engine.handle_transport_error(now, id, err);
                 }
                 self.drive(member);
@@ -483,7 +496,7 @@ impl Script {
     fn drive(&mut self, i: usize) {
         for _ in 0..10_000 {
             let now = self.instant();
-            let Some(m) = self.members.get_mut(i) else {
+            let Some(m) = self.members.get_mut(i).filter(|m| !m.frozen) else {
                 return;
             };
             if let Some(t) = m.engine.poll_transmit(now) {
@@ -496,7 +509,7 @@ impl Script {
             }
             break;
         }
-        let Some(m) = self.members.get_mut(i) else {
+        let Some(m) = self.members.get_mut(i).filter(|m| !m.frozen) else {
             return;
         };
         if let Some(deadline) = m.engine.poll_timeout() {
