@@ -17,13 +17,18 @@
 //! the test, for evidence) and it is killed on drop.
 
 use std::fs::File;
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use kgroup::kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kgroup::kafka_protocol::messages::{ApiKey, CreateTopicsRequest, TopicName};
+use kgroup::kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kgroup::kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use kgroup::wire::NegotiatedVersions;
 
 use crate::requests::s;
@@ -39,6 +44,10 @@ const NODE_ID: i32 = 111;
 
 /// Highest CreateTopics version kafka-protocol 0.18 encodes.
 const CREATE_TOPICS_MAX: i16 = 7;
+
+/// Largest CreateTopics answer read (one topic's answer is a few hundred
+/// bytes).
+const MAX_RESPONSE: usize = 1 << 20;
 
 /// Kafka error codes (`Errors.java`).
 const TOPIC_ALREADY_EXISTS: i16 = 36;
@@ -81,6 +90,16 @@ pub enum TansuError {
         addr: SocketAddr,
         /// The failure.
         source: WireClientError,
+    },
+    /// A request framed outside kgroup's wire layer failed.
+    #[error("tansu at {addr}: {what}: {reason}")]
+    Raw {
+        /// Its address.
+        addr: SocketAddr,
+        /// The request.
+        what: String,
+        /// What went wrong.
+        reason: String,
     },
     /// It refused to create a topic.
     #[error("tansu at {addr} refused to create topic {topic}: error {error_code} {message:?}")]
@@ -224,13 +243,11 @@ impl Tansu {
 
     /// Creates `topic` with `partitions` partitions (replication factor 1)
     /// through CreateTopics; an existing topic is fine.
+    ///
+    /// kgroup's wire layer sends only the APIs the engine implements, so
+    /// this one request is framed here with kafka-protocol directly.
     pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), TansuError> {
-        let wire = |source| TansuError::Wire {
-            addr: self.addr,
-            source,
-        };
-        let mut client = self.client()?;
-        let (_, versions) = client.negotiate().map_err(wire)?;
+        let (_, versions) = self.negotiate()?;
         let version = versions
             .offered(ApiKey::CreateTopics)
             .map_or(2, |span| span.max.min(CREATE_TOPICS_MAX));
@@ -242,7 +259,13 @@ impl Tansu {
                     .with_num_partitions(partitions)
                     .with_replication_factor(1),
             ]);
-        let response = client.request(version, &request).map_err(wire)?;
+        let response = self
+            .raw_create_topics(version, &request)
+            .map_err(|reason| TansuError::Raw {
+                addr: self.addr,
+                what: format!("CreateTopics v{version}"),
+                reason,
+            })?;
         for t in &response.topics {
             if t.error_code != 0 && t.error_code != TOPIC_ALREADY_EXISTS {
                 return Err(TansuError::CreateTopic {
@@ -254,6 +277,52 @@ impl Tansu {
             }
         }
         Ok(())
+    }
+
+    /// One CreateTopics exchange on a fresh connection, bounded by the
+    /// timeout.
+    fn raw_create_topics(
+        &self,
+        version: i16,
+        request: &CreateTopicsRequest,
+    ) -> Result<CreateTopicsResponse, String> {
+        let mut stream = TcpStream::connect_timeout(&self.addr, self.timeout)
+            .map_err(|e| format!("connect: {e}"))?;
+        stream
+            .set_read_timeout(Some(self.timeout))
+            .map_err(|e| e.to_string())?;
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::CreateTopics as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(1)
+            .with_client_id(Some(s("kgroup-tests")));
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, CreateTopicsRequest::header_version(version))
+            .and_then(|()| request.encode(&mut body, version))
+            .map_err(|e| format!("encode: {e}"))?;
+        let size = i32::try_from(body.len()).map_err(|e| e.to_string())?;
+        let mut frame = size.to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        stream
+            .write_all(&frame)
+            .map_err(|e| format!("write: {e}"))?;
+        let mut size = [0u8; 4];
+        stream
+            .read_exact(&mut size)
+            .map_err(|e| format!("read: {e}"))?;
+        let size = usize::try_from(i32::from_be_bytes(size))
+            .ok()
+            .filter(|n| *n <= MAX_RESPONSE)
+            .ok_or("bad response size")?;
+        let mut answer = vec![0u8; size];
+        stream
+            .read_exact(&mut answer)
+            .map_err(|e| format!("read: {e}"))?;
+        let mut answer = Bytes::from(answer);
+        ResponseHeader::decode(&mut answer, CreateTopicsResponse::header_version(version))
+            .and_then(|_| CreateTopicsResponse::decode(&mut answer, version))
+            .map_err(|e| format!("decode: {e}"))
     }
 }
 

@@ -312,12 +312,31 @@ impl Member {
         }
     }
 
+    /// What the application was told it owns: the last `Assigned`, less
+    /// what was revoked or lost since. (The engine's own view,
+    /// `Group::owned`, changes at SyncGroup, before the committed offsets
+    /// are fetched and `Assigned` is emitted.)
     fn owned(&self) -> BTreeSet<TopicPartition> {
-        self.consumer.group().owned().clone()
+        let mut owned = BTreeSet::new();
+        for e in &self.events {
+            match e {
+                Event::Assigned { partitions, .. } => owned = partitions.iter().cloned().collect(),
+                Event::Revoked { partitions } | Event::Lost { partitions, .. } => {
+                    for p in partitions {
+                        owned.remove(p);
+                    }
+                }
+                Event::Left => owned.clear(),
+                _ => {}
+            }
+        }
+        owned
     }
 
+    /// Stable, and the engine owns what the application was told.
     fn is_stable(&self) -> bool {
         self.consumer.group().state() == GroupState::Stable
+            && *self.consumer.group().owned() == self.owned()
     }
 
     fn of_api(&self, api: ApiKey) -> Vec<Exchange> {
@@ -509,7 +528,7 @@ fn member_id_required_is_answered_by_a_rejoin_with_the_given_id() {
     let ms = |d: Option<Duration>| d.map_or(-1, |d| d.as_millis() as i64);
     println!(
         "member_id_required: JoinGroup v{} -> error {} member id {given:?} in {} ms; \
-         JoinGroup v{} with it -> generation {} in {} ms; assigned {} ms after subscribe",
+         JoinGroup v{} with it -> generation {} in {} ms; SyncGroup answered {} ms after subscribe",
         first.version,
         resp1.error_code,
         ms(first.answered_after()),
@@ -526,12 +545,36 @@ fn member_id_required_is_answered_by_a_rejoin_with_the_given_id() {
 // ----- (b) KIP-345 ----------------------------------------------------------
 
 #[test]
-fn static_member_restarted_within_the_session_gets_its_partitions_back() {
-    let Some(tansu) = tansu_or_skip("static_restart") else {
+fn static_leader_restarted_within_the_session_gets_its_partitions_back() {
+    static_restart("static_restart_leader", Restart::Leader);
+}
+
+/// The same with the follower restarted: tansu finds the follower's member
+/// id by its instance id and, its subscription being byte-identical to the
+/// one it stored, answers with the current generation and the assignment it
+/// holds, without a rebalance.
+#[test]
+fn static_follower_restarted_within_the_session_gets_its_partitions_back() {
+    static_restart("static_restart_follower", Restart::Follower);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Restart {
+    Leader,
+    Follower,
+}
+
+/// Two static members split a topic; the leader or the follower is closed
+/// (no LeaveGroup) and a new engine with its instance id takes its place
+/// within the session timeout: it gets the same partitions, and the other
+/// member keeps its own and revokes nothing.
+fn static_restart(test: &str, which: Restart) {
+    let Some(tansu) = tansu_or_skip(test) else {
         return;
     };
-    tansu.create_topic("kip345", 4).expect("topic created");
-    let all = partitions("kip345", 4);
+    let topic = "kip345";
+    tansu.create_topic(topic, 4).expect("topic created");
+    let all = partitions(topic, 4);
     // Longer than a restart takes here: tansu drops a member whose last
     // heartbeat is older than this, and it does not count a JoinGroup or a
     // SyncGroup as contact; a restarted static member's first heartbeat
@@ -542,24 +585,26 @@ fn static_member_restarted_within_the_session_gets_its_partitions_back() {
     // The first member leads (tansu makes the first joiner leader); the
     // second joins once the first is stable, and the group settles with
     // the partitions split between them.
-    let mut a = Member::start(
-        "a",
+    let mut leader = Member::start(
+        "leader",
         config(group, Some("instance-a"), session),
         &tansu,
-        &["kip345"],
-    );
-    drive_until(&mut [&mut a], "a owns every partition", |ms| {
-        ms[0].is_stable() && ms[0].owned() == all
-    });
-    let mut b = Member::start(
-        "b",
-        config(group, Some("instance-b"), session),
-        &tansu,
-        &["kip345"],
+        &[topic],
     );
     drive_until(
-        &mut [&mut a, &mut b],
-        "a and b split the partitions",
+        &mut [&mut leader],
+        "the first member owns every partition",
+        |ms| ms[0].is_stable() && ms[0].owned() == all,
+    );
+    let mut follower = Member::start(
+        "follower",
+        config(group, Some("instance-b"), session),
+        &tansu,
+        &[topic],
+    );
+    drive_until(
+        &mut [&mut leader, &mut follower],
+        "the two members split the partitions",
         |ms| {
             let (oa, ob) = (ms[0].owned(), ms[1].owned());
             ms.iter().all(|m| m.is_stable())
@@ -570,29 +615,44 @@ fn static_member_restarted_within_the_session_gets_its_partitions_back() {
         },
     );
     // A few heartbeats, so a rebalance still under way would show.
-    drive_for(&mut [&mut a, &mut b], Duration::from_secs(3));
-    let (a_owned, b_owned) = (a.owned(), b.owned());
-    assert!(a.is_stable() && b.is_stable(), "settled");
-    let a_member = a.consumer.group().member_id().to_owned();
-    let generation = a.consumer.group().generation();
+    drive_for(&mut [&mut leader, &mut follower], Duration::from_secs(3));
+    assert!(leader.is_stable() && follower.is_stable(), "settled");
+    let generation = leader.consumer.group().generation();
     assert_eq!(
-        b.consumer.group().generation(),
+        follower.consumer.group().generation(),
         generation,
         "one generation"
     );
-    let a_joined = joined(&a);
     assert!(
-        a_joined.last().is_some_and(|(_, _, leader)| *leader),
-        "a leads: {a_joined:?}"
+        joined(&leader)
+            .last()
+            .is_some_and(|(_, _, is_leader)| *is_leader),
+        "the first joiner leads: {:?}",
+        joined(&leader)
     );
+    let (gone, mut stays) = match which {
+        Restart::Leader => (leader, follower),
+        Restart::Follower => (follower, leader),
+    };
+    let gone_owned = gone.owned();
+    let stays_owned = stays.owned();
+    let gone_member = gone.consumer.group().member_id().to_owned();
+    let instance = gone
+        .consumer
+        .group()
+        .config()
+        .instance_id()
+        .map(str::to_owned)
+        .expect("a static member");
 
-    // Close a: a static member stops without LeaveGroup (KIP-345).
-    let closing = a.consumer.close_within(Duration::from_secs(10));
+    // Close it: a static member stops without LeaveGroup (KIP-345).
+    let mut gone = gone;
+    let closing = gone.consumer.close_within(Duration::from_secs(10));
     assert!(
         closing.iter().any(|e| matches!(e, Event::Left)),
-        "a closed: {closing:?}"
+        "closed: {closing:?}"
     );
-    let leaves = a.of_api(ApiKey::LeaveGroup);
+    let leaves = gone.of_api(ApiKey::LeaveGroup);
     assert!(
         leaves.is_empty(),
         "a static member sends no LeaveGroup on close: {:?}",
@@ -601,88 +661,106 @@ fn static_member_restarted_within_the_session_gets_its_partitions_back() {
             .map(|x| x.request::<LeaveGroupRequest>())
             .collect::<Vec<_>>()
     );
-    let a_requests: Vec<String> = a
+    let gone_requests: Vec<String> = gone
         .log
         .exchanges()
         .iter()
-        .map(|x| format!("{:?} v{}", x.api, x.version))
+        .map(|x| format!("{:?}", x.api))
         .collect();
-    drop(a);
+    drop(gone);
 
     // A new engine with the same instance id, within the session timeout.
-    let b_seen = b.events.len();
+    let seen = stays.events.len();
     let restarted_at = Instant::now();
-    let mut a2 = Member::start(
-        "a-restarted",
-        config(group, Some("instance-a"), session),
+    let mut back = Member::start(
+        "restarted",
+        config(group, Some(&instance), session),
         &tansu,
-        &["kip345"],
+        &[topic],
     );
     drive_until(
-        &mut [&mut a2, &mut b],
+        &mut [&mut back, &mut stays],
         "the restarted member owns its partitions again",
-        |ms| ms[0].is_stable() && ms[0].owned() == a_owned,
+        |ms| ms[0].is_stable() && ms[0].owned() == gone_owned,
     );
     let back_after = restarted_at.elapsed();
     // And the group stays that way for a few heartbeats.
-    drive_for(&mut [&mut a2, &mut b], Duration::from_secs(3));
+    drive_for(&mut [&mut back, &mut stays], Duration::from_secs(3));
 
     // On the wire: the restarted member joins with the instance id and no
     // member id (it has none), and is never asked for one.
-    let joins = a2.of_api(ApiKey::JoinGroup);
+    let joins = back.of_api(ApiKey::JoinGroup);
     let first: JoinGroupRequest = joins.first().expect("a JoinGroup").request();
     assert_eq!(
         first.group_instance_id.as_ref().map(|s| s.as_str()),
-        Some("instance-a")
+        Some(instance.as_str())
     );
     assert_eq!(first.member_id.as_str(), "");
-    for x in &joins {
-        let r: JoinGroupResponse = x.response();
-        assert_ne!(
-            r.error_code, MEMBER_ID_REQUIRED,
-            "static members are not asked for an id"
-        );
-    }
-    let first_resp: JoinGroupResponse = joins[0].response();
+    let answers: Vec<(i16, String, i32, String)> = joins
+        .iter()
+        .map(|x| {
+            let r: JoinGroupResponse = x.response();
+            (
+                r.error_code,
+                r.member_id.to_string(),
+                r.generation_id,
+                r.leader.to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        answers.iter().all(|(code, ..)| *code != MEMBER_ID_REQUIRED),
+        "static members are not asked for a member id: {answers:?}"
+    );
 
     assert_eq!(
-        a2.owned(),
-        a_owned,
+        back.owned(),
+        gone_owned,
         "the restarted member got its partitions back"
     );
-    assert_eq!(b.owned(), b_owned, "the other member kept its partitions");
-    assert!(a2.is_stable() && b.is_stable(), "the group is stable again");
-    let b_after = b.trace(b_seen);
+    assert_eq!(
+        stays.owned(),
+        stays_owned,
+        "the other member kept its partitions"
+    );
     assert!(
-        !b.events
+        back.is_stable() && stays.is_stable(),
+        "the group is stable again"
+    );
+    let stays_after = stays.trace(seen);
+    assert!(
+        !stays
+            .events
             .iter()
-            .skip(b_seen)
+            .skip(seen)
             .any(|e| matches!(e, Event::Revoked { .. } | Event::Lost { .. })),
-        "the other member lost nothing: {b_after:#?}"
+        "the other member revoked nothing: {stays_after:#?}"
     );
 
-    let a2_member = a2.consumer.group().member_id().to_owned();
-    let a2_generation = a2.consumer.group().generation();
-    let b_generation = b.consumer.group().generation();
-    let rebalanced = a2_generation != generation || b_generation != generation;
+    let stays_rejoins = stays
+        .of_api(ApiKey::JoinGroup)
+        .iter()
+        .filter(|x| x.sent_at >= restarted_at)
+        .count();
+    let back_member = back.consumer.group().member_id().to_owned();
+    let back_generation = back.consumer.group().generation();
+    let stays_generation = stays.consumer.group().generation();
     println!(
-        "static_restart: before: generation {generation}, a={a_member:?} owns {a_owned:?} \
-         (a leads), b owns {b_owned:?}; a sent {a_requests:?} (no LeaveGroup)"
+        "{test}: before: generation {generation}; {which:?} {instance:?} = {gone_member:?} \
+         owned {gone_owned:?}, the other owned {stays_owned:?}; it sent {gone_requests:?} \
+         (no LeaveGroup)"
     );
     println!(
-        "static_restart: after restart: a' JoinGroup v{} -> error {} member id {:?} \
-         (same as before: {}) generation {} leader {}; a' owns its partitions again {} ms \
-         after it started; generations a'={a2_generation} b={b_generation} \
-         (tansu rebalanced: {rebalanced}); b's events since: {b_after:?}",
+        "{test}: restarted: JoinGroup v{} answers (error, member id, generation, leader) \
+         {answers:?}; member id {back_member:?} (same as before: {}); back in {} ms; \
+         generations now restarted={back_generation} other={stays_generation} \
+         (tansu started a new generation: {}); the other member sent {stays_rejoins} \
+         JoinGroup(s) since and saw {stays_after:?}",
         joins[0].version,
-        first_resp.error_code,
-        first_resp.member_id.as_str(),
-        first_resp.member_id.as_str() == a_member,
-        first_resp.generation_id,
-        first_resp.leader.as_str(),
+        back_member == gone_member,
         back_after.as_millis(),
+        back_generation != generation || stays_generation != generation,
     );
-    assert_eq!(a2_member, first_resp.member_id.as_str());
 }
 
 // ----- (c) negotiation ------------------------------------------------------
