@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kgroup::driver::BrokerAddr;
 use kgroup::kafka_protocol::messages::{
-    ApiKey, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, RequestHeader,
-    SyncGroupRequest, SyncGroupResponse,
+    ApiKey, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    RequestHeader, SyncGroupRequest, SyncGroupResponse,
 };
 use kgroup::kafka_protocol::protocol::{Decodable, HeaderVersion};
 use kgroup::offsets::{CommittedOffset, OffsetEvent};
@@ -186,6 +186,29 @@ impl Exchange {
         self.response
             .as_ref()
             .map(|(at, _)| at.saturating_duration_since(self.sent_at))
+    }
+}
+
+impl std::fmt::Display for Exchange {
+    /// `JoinGroup v9 -> 0 (3004 ms)`: API, version, error code of the group
+    /// APIs' answers, and the time to the answer.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} v{}", self.api, self.version)?;
+        if self.response.is_some() {
+            let code = match self.api {
+                ApiKey::JoinGroup => Some(self.response::<JoinGroupResponse>().error_code),
+                ApiKey::SyncGroup => Some(self.response::<SyncGroupResponse>().error_code),
+                ApiKey::Heartbeat => Some(self.response::<HeartbeatResponse>().error_code),
+                _ => None,
+            };
+            if let Some(code) = code {
+                write!(f, " -> {code}")?;
+            }
+        }
+        match self.answered_after() {
+            Some(d) => write!(f, " ({} ms)", d.as_millis()),
+            None => write!(f, " (no answer)"),
+        }
     }
 }
 
@@ -371,8 +394,17 @@ fn drive_until(members: &mut [&mut Member], what: &str, done: impl Fn(&[&mut Mem
             let states: Vec<String> = members
                 .iter()
                 .map(|m| {
+                    let wire: Vec<String> = m
+                        .log
+                        .exchanges()
+                        .iter()
+                        .rev()
+                        .take(16)
+                        .rev()
+                        .map(ToString::to_string)
+                        .collect();
                     format!(
-                        "{}: {:?} gen {} owns {:?}; events {:#?}",
+                        "{}: {:?} gen {} owns {:?}; events {:#?}; last requests {wire:#?}",
                         m.name,
                         m.consumer.group().state(),
                         m.consumer.group().generation(),
@@ -397,6 +429,10 @@ fn drive_for(members: &mut [&mut Member], period: Duration) {
 }
 
 fn config(group: &str, instance: Option<&str>, session: Duration) -> Config {
+    config_in(group, instance, session, None)
+}
+
+fn config_in(group: &str, instance: Option<&str>, session: Duration, rack: Option<&str>) -> Config {
     let mut b = Config::builder(group)
         .client_id("kgroup-tansu")
         .assignors(vec![
@@ -408,6 +444,9 @@ fn config(group: &str, instance: Option<&str>, session: Duration) -> Config {
         .request_timeout(Duration::from_secs(15));
     if let Some(id) = instance {
         b = b.instance_id(id);
+    }
+    if let Some(rack) = rack {
+        b = b.rack(rack);
     }
     b.build().expect("valid config")
 }
@@ -558,10 +597,29 @@ fn static_follower_restarted_within_the_session_gets_its_partitions_back() {
     static_restart("static_restart_follower", Restart::Follower);
 }
 
+/// The follower restarted with a new `client.rack`, so its subscription
+/// (v3 carries the rack) differs from the one tansu stored. A broker that
+/// follows Kafka rebalances at once (Kafka's `updateStaticMemberAndRebalance`).
+/// tansu 0.6.0 stores the new subscription and puts the group back to
+/// "forming" without a new generation, then answers every SyncGroup of the
+/// follower REBALANCE_IN_PROGRESS while the leader, whose heartbeats still
+/// succeed, does not rejoin; the loop ends only when the old member id
+/// expires (JoinGroup and SyncGroup do not count as contact), a session
+/// timeout (30 s) later: the follower gets a new member id and a new
+/// generation. Ignored because it is slow and shows tansu, not kgroup; the
+/// output lists the restarted member's requests and error codes. See
+/// docs/testing.md, "Known limits of tansu 0.6.0".
+#[test]
+#[ignore = "slow: tansu 0.6.0 completes it only after a session timeout (docs/testing.md)"]
+fn static_follower_restarted_with_a_changed_subscription_gets_its_partitions_back() {
+    static_restart("static_restart_follower_new_rack", Restart::FollowerNewRack);
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Restart {
     Leader,
     Follower,
+    FollowerNewRack,
 }
 
 /// Two static members split a topic; the leader or the follower is closed
@@ -632,7 +690,7 @@ fn static_restart(test: &str, which: Restart) {
     );
     let (gone, mut stays) = match which {
         Restart::Leader => (leader, follower),
-        Restart::Follower => (follower, leader),
+        Restart::Follower | Restart::FollowerNewRack => (follower, leader),
     };
     let gone_owned = gone.owned();
     let stays_owned = stays.owned();
@@ -672,9 +730,10 @@ fn static_restart(test: &str, which: Restart) {
     // A new engine with the same instance id, within the session timeout.
     let seen = stays.events.len();
     let restarted_at = Instant::now();
+    let rack = (which == Restart::FollowerNewRack).then_some("rack-2");
     let mut back = Member::start(
         "restarted",
-        config(group, Some(&instance), session),
+        config_in(group, Some(&instance), session, rack),
         &tansu,
         &[topic],
     );
@@ -728,12 +787,15 @@ fn static_restart(test: &str, which: Restart) {
         "the group is stable again"
     );
     let stays_after = stays.trace(seen);
+    // With a changed subscription a rebalance is allowed (eager: the other
+    // member revokes and gets its partitions back).
     assert!(
-        !stays
-            .events
-            .iter()
-            .skip(seen)
-            .any(|e| matches!(e, Event::Revoked { .. } | Event::Lost { .. })),
+        which == Restart::FollowerNewRack
+            || !stays
+                .events
+                .iter()
+                .skip(seen)
+                .any(|e| matches!(e, Event::Revoked { .. } | Event::Lost { .. })),
         "the other member revoked nothing: {stays_after:#?}"
     );
 
@@ -742,6 +804,19 @@ fn static_restart(test: &str, which: Restart) {
         .iter()
         .filter(|x| x.sent_at >= restarted_at)
         .count();
+    let back_wire: Vec<String> = back
+        .log
+        .exchanges()
+        .iter()
+        .filter(|x| {
+            matches!(
+                x.api,
+                ApiKey::JoinGroup | ApiKey::SyncGroup | ApiKey::Heartbeat
+            )
+        })
+        .take(16)
+        .map(ToString::to_string)
+        .collect();
     let back_member = back.consumer.group().member_id().to_owned();
     let back_generation = back.consumer.group().generation();
     let stays_generation = stays.consumer.group().generation();
@@ -755,7 +830,8 @@ fn static_restart(test: &str, which: Restart) {
          {answers:?}; member id {back_member:?} (same as before: {}); back in {} ms; \
          generations now restarted={back_generation} other={stays_generation} \
          (tansu started a new generation: {}); the other member sent {stays_rejoins} \
-         JoinGroup(s) since and saw {stays_after:?}",
+         JoinGroup(s) since and saw {stays_after:?}; the restarted member's group requests: \
+         {back_wire:?}",
         joins[0].version,
         back_member == gone_member,
         back_after.as_millis(),
