@@ -44,9 +44,18 @@ impl Group {
         self.rejoin_wanted = None;
         self.rejoin_since = None;
         self.offsets.close(now);
-        // Whatever is in flight on the coordinator connection (a JoinGroup
-        // can be parked for minutes) is abandoned: leave on a new connection.
-        if self.coordinator.conn().is_some_and(|c| c.pending.is_some()) {
+        // A JoinGroup or SyncGroup in flight on the coordinator connection
+        // can be parked for minutes: abandon it and leave on a new
+        // connection. Anything else (an OffsetCommit above all) is answered
+        // within the request timeout and is waited for: abandoning a commit
+        // and sending it again on another connection lets the first copy,
+        // still on the wire, land after newer commits and move the committed
+        // offset back (simulator seed 200134, heavy faults).
+        if self.coordinator.conn().is_some_and(|c| {
+            c.pending
+                .as_ref()
+                .is_some_and(|p| matches!(p.api, ApiKey::JoinGroup | ApiKey::SyncGroup))
+        }) {
             let id = self.new_connection_id();
             if let Some(conn) = self.coordinator.conn_mut() {
                 *conn = Conn::new(id);
