@@ -193,3 +193,25 @@ fn a_loss_drops_an_assigned_still_waiting_for_its_fetch() {
     // was emitted at a late reset while another member owned its partition.
     assert_clean(&[(4, Scenario::Random)]);
 }
+
+#[test]
+fn an_idle_connection_that_died_fails_the_next_request() {
+    // 3369: the coordinator's broker restarted while a static leader's
+    // coordinator connection was idle; the simulator reconnected it silently,
+    // so the engine never saw the coordinator change and took the reloaded
+    // record's fencing as fatal. A dead connection now fails the next
+    // request sent on it.
+    assert_clean(&[(3369, Scenario::StaticRestart)]);
+}
+
+#[test]
+fn a_late_noticed_late_acknowledged_revocation_is_lost_before_the_coordinator_removes_the_member() {
+    // 634, 678: the local deadline (90 % of the rebalance timeout from when
+    // the member noticed the rebalance) fell after the coordinator's (the
+    // full timeout from when the rebalance began, up to a heartbeat interval
+    // earlier): removed, rejoined as new, another round, over and over.
+    assert_clean(&[
+        (634, Scenario::GatedRebalance),
+        (678, Scenario::GatedRebalance),
+    ]);
+}

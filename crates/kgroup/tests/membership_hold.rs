@@ -74,8 +74,9 @@ fn a_hold_is_overridden_near_the_rebalance_timeout_and_says_why() {
     let hb = h.next_heartbeat();
     let noticed = h.now;
     h.respond(&hb, heartbeat_error(REBALANCE_IN_PROGRESS));
-    // Rebalance timeout 60 s: the engine rejoins at 54 s (a tenth as margin).
-    let until = noticed + Duration::from_secs(54) - Duration::from_millis(1);
+    // Rebalance timeout 60 s, heartbeat 1 s: the engine rejoins at 53 s (a
+    // heartbeat interval and a tenth as margin).
+    let until = noticed + Duration::from_secs(53) - Duration::from_millis(1);
     heartbeat_until(&mut h, until, REBALANCE_IN_PROGRESS);
     h.take_events();
     let j = loop {
@@ -88,7 +89,7 @@ fn a_hold_is_overridden_near_the_rebalance_timeout_and_says_why() {
             h.respond(&s, heartbeat_error(REBALANCE_IN_PROGRESS));
         }
     };
-    assert_eq!(h.now - noticed, Duration::from_secs(54));
+    assert_eq!(h.now - noticed, Duration::from_secs(53));
     let ev = h.take_events();
     assert!(ev.iter().any(|e| matches!(
         e,
@@ -134,7 +135,7 @@ fn an_ack_after_the_rebalance_timeout_turns_the_partitions_into_lost() {
             h.respond(&s, heartbeat_error(REBALANCE_IN_PROGRESS));
         }
     };
-    assert_eq!(h.now - start, Duration::from_secs(54));
+    assert_eq!(h.now - start, Duration::from_secs(53));
     let ev = h.take_events();
     assert_eq!(
         lost(&ev),

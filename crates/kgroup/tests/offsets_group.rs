@@ -275,7 +275,7 @@ fn cooperative_revoke_completes_while_the_application_keeps_committing_what_it_r
 /// `self.offsets.has_pending_for(&state.partitions)`, not on
 /// `blocking_rebalance()`: the revocation completes 100 ms after the commit
 /// of the revoked partition is answered; waiting on every commit would take
-/// 54 s.
+/// 53 s.
 #[test]
 fn cooperative_revoke_is_not_stalled_by_commits_in_flight_for_kept_partitions() {
     let mut h = stable(RevokeMode::Gated, coop_first());

@@ -266,6 +266,10 @@ struct Member {
     profile: AppProfile,
     rng: SimRng,
     links: BTreeMap<ConnectionId, u64>,
+    /// The engine's connections that died with nothing in flight (reset,
+    /// broker crash): its next request on one fails, as a write on a closed
+    /// socket does, instead of silently reaching a new connection.
+    dead_links: BTreeSet<ConnectionId>,
     timer_at: Option<SimTime>,
     partitioned_until: Option<SimTime>,
     base_latency_us: u64,
@@ -368,6 +372,7 @@ impl Simulation {
                     base_latency_us: mrng.range(100, 2000),
                     rng: mrng,
                     links: BTreeMap::new(),
+                    dead_links: BTreeSet::new(),
                     timer_at: None,
                     partitioned_until: None,
                     closing: false,
@@ -625,8 +630,17 @@ impl Simulation {
             return;
         };
         let member = link.member;
-        if let Some(m) = self.members.get_mut(member) {
+        if let Some(m) = self.members.get_mut(member)
+            && m.incarnation == link.incarnation
+        {
+            let dead: Vec<ConnectionId> = m
+                .links
+                .iter()
+                .filter(|(_, c)| **c == conn)
+                .map(|(id, _)| *id)
+                .collect();
             m.links.retain(|_, c| *c != conn);
+            m.dead_links.extend(dead);
         }
         let lat = self.latency(member);
         for corr in link.inflight {
@@ -726,6 +740,21 @@ impl Simulation {
         let lat = self.latency(i);
         if self.members[i].partitioned_until.is_some() {
             return; // black-holed: the engine's request timeout decides
+        }
+        if self.members[i].dead_links.remove(&t.destination.connection) {
+            // The connection died while idle: the engine learns it now, from
+            // this request (as a client's next write on a closed socket, or
+            // Java's `NetworkClient` seeing the disconnect, would).
+            self.push(
+                self.now + lat,
+                Ev::Fail {
+                    member: i,
+                    incarnation,
+                    id: t.id,
+                    err: TransportError::Disconnected("connection reset by peer".to_string()),
+                },
+            );
+            return;
         }
         let conn = match self.members[i]
             .links
@@ -1446,6 +1475,7 @@ impl Simulation {
         m.fatal = None;
         m.timer_at = None;
         m.links.clear();
+        m.dead_links.clear();
         m.partitioned_until = None;
         let now = self.clock.instant(self.now);
         let mut g = Group::new(config, now);
@@ -1490,6 +1520,7 @@ impl Simulation {
         }
         let m = &mut self.members[i];
         m.links.clear();
+        m.dead_links.clear();
         m.partitioned_until = None;
     }
 

@@ -200,11 +200,20 @@ impl Group {
     }
 
     /// The instant by which a held or gated rebalance must go on: the
-    /// rebalance timeout counted from when it was first wanted, minus a tenth
-    /// as margin for the JoinGroup round trip.
+    /// rebalance timeout counted from when it was first wanted, minus one
+    /// heartbeat interval and a tenth of the timeout. The coordinator's clock
+    /// started when the rebalance began, which can be up to a heartbeat
+    /// interval before our heartbeat told us (Kafka's `DelayedJoin` runs the
+    /// rebalance timeout from `prepareRebalance`); the tenth covers the
+    /// JoinGroup round trip. With a tenth only, a member that noticed late
+    /// and acknowledged its revocation late was removed by the coordinator
+    /// just before its own deadline, rejoined as a new member and started
+    /// another round, over and over (`kgroup sim --seed 634 --faults heavy
+    /// --scenario gated-rebalance`).
     fn rebalance_deadline(&self, since: Instant) -> Instant {
         let timeout = self.config.rebalance_timeout;
-        since + timeout.saturating_sub(timeout / 10)
+        let margin = timeout / 10 + self.config.heartbeat_interval;
+        since + timeout.saturating_sub(margin)
     }
 
     /// Advance whatever can advance without an input: complete an
