@@ -12,6 +12,17 @@
 //! means "no error, this member leads, first protocol"), so the fuzzer
 //! starts from a stable member and mutates its way into the corners.
 //!
+//! The application side drives the offsets path (docs/offsets.md): commits
+//! of partitions picked among those owned or among all (owned or not), with
+//! forward-only positions (a real consumer's), marks, `fetch_committed`,
+//! auto-commit ticks as time passes, `fetch_committed_on_assign` on by
+//! default. The fake broker stores the offsets it accepts and answers
+//! OffsetFetch with them; detailed OffsetCommit/OffsetFetch answers
+//! ([`OffsetAnswer`]) carry per-partition and group errors, chosen offsets,
+//! metadata, leader epochs and odd shapes (a partition missing, repeated or
+//! never asked for). After the last operation the harness closes the member,
+//! answers what is in flight and runs the deadlines until it has left.
+//!
 //! Properties checked after every step (panics otherwise):
 //! - no panic, and bounded output: a step yields at most [`MAX_TRANSMITS`]
 //!   requests and [`MAX_EVENTS`] events;
@@ -25,7 +36,19 @@
 //!   lists are sorted; at most one `Fatal`, and a failed member owns
 //!   nothing;
 //! - determinism: the same input run twice gives the same transcript
-//!   (frames, events, deadlines).
+//!   (frames, events, deadlines);
+//! - offsets: every OffsetCommit sent carries the engine's generation,
+//!   member id and (v7+) instance id at send time, names only partitions
+//!   owned at send time, with offsets between 0 and the application's
+//!   position; a commit/mark/fetch of a partition not owned, or a negative
+//!   offset, is refused; every `CommitId` gets exactly one `CommitDone` and
+//!   every `FetchId` of `fetch_committed` exactly one `FetchDone` (checked
+//!   once the final close completes; the engine's own fetch for an
+//!   `Assigned` never surfaces); the offsets a `CommitDone` reports as
+//!   committed never go back per partition; `Assigned.committed` has
+//!   exactly the keys of `added` (all `NotFetched` when the fetch is off),
+//!   and an `Assigned` held for its fetch accounts for the difference
+//!   between the events and `Group::owned()`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
