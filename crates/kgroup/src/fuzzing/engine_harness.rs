@@ -253,6 +253,15 @@ pub struct OffsetAnswer {
     pub shape: u8,
 }
 
+/// The all-zero answer: no error, this member leads, first protocol.
+const HAPPY: Answer = Answer {
+    pick: 0,
+    error: 0,
+    who: 0,
+    which: 0,
+    mask: 0,
+};
+
 /// A byte-level change to a response frame.
 #[derive(Debug, Arbitrary)]
 pub enum Mutation {
@@ -699,14 +708,14 @@ impl Harness {
             Op::RespondOffsets(a) => {
                 if let Some(i) = self.pick_offsets(a.pick) {
                     let sent = self.in_flight.remove(i);
-                    let frame = self.answer_offsets(&sent, a, true);
+                    let frame = self.answer_offsets(&sent, a);
                     self.group.handle_response(self.now, sent.id, frame);
                 }
             }
             Op::MutatedOffsets(a, mutations) => {
                 if let Some(i) = self.pick_offsets(a.pick) {
                     let sent = self.in_flight.remove(i);
-                    let frame = mutate(self.answer_offsets(&sent, a, false), mutations);
+                    let frame = mutate(self.answer_offsets(&sent, a), mutations);
                     self.group.handle_response(self.now, sent.id, frame);
                 }
             }
@@ -803,13 +812,6 @@ impl Harness {
     fn finish(&mut self) {
         self.group.close(self.now);
         self.drain();
-        let happy = Answer {
-            pick: 0,
-            error: 0,
-            who: 0,
-            which: 0,
-            mask: 0,
-        };
         for _ in 0..FINISH_STEPS {
             if matches!(self.group.state(), GroupState::Left | GroupState::Failed)
                 && self.commits.is_empty()
@@ -818,7 +820,7 @@ impl Harness {
                 break;
             }
             if !self.in_flight.is_empty() {
-                self.step(&Op::Respond(Answer { ..happy }));
+                self.step(&Op::Respond(HAPPY));
                 self.drain();
                 continue;
             }
@@ -1393,7 +1395,7 @@ impl Harness {
     }
 
     /// A detailed answer to an OffsetCommit or OffsetFetch in flight.
-    fn answer_offsets(&mut self, sent: &Sent, a: &OffsetAnswer, _plausible: bool) -> Bytes {
+    fn answer_offsets(&mut self, sent: &Sent, a: &OffsetAnswer) -> Bytes {
         let mut k = 0usize;
         let mut per_partition = || {
             let knob = if a.codes.is_empty() {
