@@ -353,7 +353,10 @@ impl Group {
     /// Java's `onJoinPrepare`: decide what to revoke or lose, then rejoin.
     pub(crate) fn start_rejoin(&mut self, now: Instant) {
         let reason = self.rejoin_wanted.take().unwrap_or(RejoinReason::Initial);
-        self.rejoin_since = None;
+        // The coordinator's rebalance timeout runs from before we noticed;
+        // a revocation that follows a hold keeps counting from the notice,
+        // not from the end of the hold.
+        let since = self.rejoin_since.take().unwrap_or(now);
         // Any rebalance is the follow-up a withholding leader waits for.
         self.identity.follow_up = None;
         self.timers.stop(Timer::RebalanceDeadline);
@@ -378,13 +381,17 @@ impl Group {
             self.phase = Phase::Joining(JoinState { reason });
             return;
         }
-        self.revoke(now, revoke, AfterRevoke::Rejoin(reason));
+        self.revoke(since, revoke, AfterRevoke::Rejoin(reason));
     }
 
     /// Emit `Revoked`; in gated mode wait for the acknowledgement, else go on.
+    /// The acknowledgement is due by the rebalance deadline counted from
+    /// `since`: when the rebalance was first noticed (a revocation before
+    /// rejoining, possibly after a hold), or now (a cooperative revocation
+    /// after SyncGroup, before the follow-up rejoin).
     pub(crate) fn revoke(
         &mut self,
-        now: Instant,
+        since: Instant,
         partitions: Vec<TopicPartition>,
         then: AfterRevoke,
     ) {
@@ -397,7 +404,7 @@ impl Group {
         // owns the partitions; immediate mode does not wait for the
         // application, only for that commit. `progress` completes it.
         let acked = self.config.revoke_mode == RevokeMode::Immediate;
-        let deadline = self.rebalance_deadline(now);
+        let deadline = self.rebalance_deadline(since);
         self.timers.set(Timer::RebalanceDeadline, deadline);
         self.phase = Phase::Revoking(RevokeState {
             partitions,

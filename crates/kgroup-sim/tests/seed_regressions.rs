@@ -1,5 +1,5 @@
-//! Regression: closing while an OffsetCommit is in flight on the coordinator
-//! connection.
+//! Heavy-fault seeds found by the soak after the fixes of
+//! `docs/simulation.md`, each a regression test.
 //!
 //! Seed 200134 (`commit-during-rebalance`, heavy faults): a member revoking
 //! in an eager rebalance waits for its commits, which a latency spike delays;
@@ -9,6 +9,15 @@
 //! the newer commits and moved four committed offsets back (the checker's
 //! at-least-once invariant). Only a parked JoinGroup or SyncGroup is abandoned
 //! now; a commit is waited for.
+//!
+//! Seed 1050242 (`gated-rebalance`, heavy faults): a member held a rebalance
+//! (long batch) from its first REBALANCE_IN_PROGRESS, released it, then
+//! revoked in gated mode and acknowledged late. The revocation's deadline was
+//! counted from the end of the hold instead of from the notice, so it fell
+//! after the coordinator's rebalance timeout: the member was removed
+//! (NotRejoined), rejoined as a new member and started another round, over
+//! and over until the run ended unstable. The revocation now keeps the
+//! deadline of the notice.
 #![allow(clippy::disallowed_methods)] // one anchor Instant per run; nothing depends on its value
 
 use std::time::Instant;
@@ -16,11 +25,10 @@ use std::time::Instant;
 use kgroup_sim::sim::scenario::{FaultLevel, Scenario};
 use kgroup_sim::sim::{SimConfig, run};
 
-#[test]
-fn close_waits_for_the_commit_in_flight_instead_of_sending_it_again() {
+fn assert_clean(seed: u64, scenario: Scenario) {
     let config = SimConfig {
-        seed: 200_134,
-        scenario: Scenario::CommitDuringRebalance,
+        seed,
+        scenario,
         faults: FaultLevel::Heavy,
         ..SimConfig::default()
     };
@@ -32,4 +40,14 @@ fn close_waits_for_the_commit_in_flight_instead_of_sending_it_again() {
         report.config.repro_command(),
         report.violations
     );
+}
+
+#[test]
+fn close_waits_for_the_commit_in_flight_instead_of_sending_it_again() {
+    assert_clean(200_134, Scenario::CommitDuringRebalance);
+}
+
+#[test]
+fn a_revocation_after_a_hold_keeps_the_deadline_of_the_notice() {
+    assert_clean(1_050_242, Scenario::GatedRebalance);
 }
