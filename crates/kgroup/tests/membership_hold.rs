@@ -267,3 +267,68 @@ fn close_commits_the_marks_before_leave_group() {
     h.respond(&l, LeaveGroupResponse::default());
     assert_eq!(h.group.state(), GroupState::Left);
 }
+
+/// Closing while a gated revocation waits for its commit: the commit in
+/// flight is waited for on its own connection (never sent a second time: a
+/// second copy let the first land later and move the committed offset back,
+/// sim seed 200134), and the application, told `Revoked` once, is not told
+/// again.
+#[test]
+fn close_during_a_revocation_waits_for_its_commit_and_revokes_once() {
+    let mut h = stable(RevokeMode::Gated, eager_first());
+    let hb = h.next_heartbeat();
+    h.respond(&hb, heartbeat_error(REBALANCE_IN_PROGRESS));
+    assert_eq!(revoked(&h.take_events()), vec![tps(&[("t", 0), ("t", 1)])]);
+    h.group
+        .commit(
+            h.now,
+            vec![(TopicPartition::new("t", 0), CommittedOffset::new(30))],
+        )
+        .unwrap();
+    let c = h.expect(ApiKey::OffsetCommit);
+    h.group.ack_revoked(h.now);
+    h.group.close(h.now);
+    assert!(
+        revoked(&h.take_events()).is_empty(),
+        "the partitions were revoked already"
+    );
+    h.expect_nothing();
+    let resp = commit_response(c.commit(), 0);
+    h.respond(&c, resp);
+    let l = h.expect(ApiKey::LeaveGroup);
+    assert_eq!(l.connection, c.connection, "same connection as the commit");
+    h.respond(&l, LeaveGroupResponse::default());
+    assert_eq!(h.group.state(), GroupState::Left);
+}
+
+/// A hold and the revocation after it share one rebalance deadline (53 s of
+/// 60 s with a 1 s heartbeat, from the notice): the coordinator's timeout does
+/// not restart when the hold ends (sim seed 1050242).
+#[test]
+fn a_revocation_after_a_hold_is_due_by_the_deadline_of_the_notice() {
+    let mut h = stable(RevokeMode::Gated, eager_first());
+    h.group.hold_rebalance();
+    let hb = h.next_heartbeat();
+    h.respond(&hb, heartbeat_error(REBALANCE_IN_PROGRESS));
+    let notice = h.now;
+    let until = notice + Duration::from_secs(40);
+    heartbeat_until(&mut h, until, REBALANCE_IN_PROGRESS);
+    h.group.allow_rebalance(h.now);
+    assert_eq!(revoked(&h.take_events()), vec![tps(&[("t", 0), ("t", 1)])]);
+    let j = loop {
+        h.fire_next_timer();
+        let all = h.poll_all();
+        if let Some(j) = all.iter().find(|s| s.api == ApiKey::JoinGroup) {
+            break j.clone();
+        }
+        for s in all {
+            h.respond(&s, heartbeat_error(REBALANCE_IN_PROGRESS));
+        }
+    };
+    assert_eq!(h.now - notice, Duration::from_secs(53));
+    assert_eq!(
+        lost(&h.take_events()),
+        vec![(tps(&[("t", 0), ("t", 1)]), LostReason::RevokeTimeout)]
+    );
+    assert!(j.subscription().owned_partitions.is_empty());
+}

@@ -35,9 +35,21 @@ impl Group {
             self.lose_all(LostReason::LeftDuringRebalance);
         } else {
             self.flush_held_assigned();
-            if !self.ownership.owned.is_empty() {
-                // Still owned until the final commit is answered.
-                let partitions: Vec<_> = self.ownership.owned.iter().cloned().collect();
+            // Still owned until the final commit is answered. Partitions
+            // whose revocation is under way were announced already: the
+            // application hears `Revoked` once per partition.
+            let announced: &[_] = match &self.phase {
+                Phase::Revoking(r) => &r.partitions,
+                _ => &[],
+            };
+            let partitions: Vec<_> = self
+                .ownership
+                .owned
+                .iter()
+                .filter(|tp| !announced.contains(tp))
+                .cloned()
+                .collect();
+            if !partitions.is_empty() {
                 self.events.push_back(Event::Revoked { partitions });
             }
         }
