@@ -18,6 +18,12 @@
 //! (NotRejoined), rejoined as a new member and started another round, over
 //! and over until the run ended unstable. The revocation now keeps the
 //! deadline of the notice.
+//!
+//! Seed 2001644 (`gated-rebalance`, heavy faults, found by the sweep after
+//! the soak): the cooperative twin of 1050242. A rebalance noticed while a
+//! cooperative revocation waited for its ack was ignored; the revocation gave
+//! up at its deadline, the follow-up rejoin took that moment as its notice,
+//! and a hold then outlasted the coordinator's timeout. The notice now counts.
 #![allow(clippy::disallowed_methods)] // one anchor Instant per run; nothing depends on its value
 
 use std::time::Instant;
@@ -50,4 +56,9 @@ fn close_waits_for_the_commit_in_flight_instead_of_sending_it_again() {
 #[test]
 fn a_revocation_after_a_hold_keeps_the_deadline_of_the_notice() {
     assert_clean(1_050_242, Scenario::GatedRebalance);
+}
+
+#[test]
+fn a_rebalance_noticed_during_a_cooperative_revocation_counts() {
+    assert_clean(2_001_644, Scenario::GatedRebalance);
 }

@@ -332,3 +332,50 @@ fn a_revocation_after_a_hold_is_due_by_the_deadline_of_the_notice() {
     );
     assert!(j.subscription().owned_partitions.is_empty());
 }
+
+/// A rebalance noticed while a cooperative revocation waits for its ack
+/// counts from the notice: the hold that delays the follow-up rejoin ends by
+/// the notice's deadline, not a full rebalance timeout after the revocation
+/// gave up (sim seed 2001644: the member was removed, again and again).
+#[test]
+fn a_rebalance_noticed_during_a_cooperative_revocation_counts_from_the_notice() {
+    let mut h = stable(RevokeMode::Gated, coop_first());
+    h.group.hold_rebalance();
+    let hb = h.next_heartbeat();
+    h.respond(&hb, heartbeat_error(REBALANCE_IN_PROGRESS));
+    h.group.allow_rebalance(h.now);
+    h.group.hold_rebalance();
+    let j = h.expect(ApiKey::JoinGroup);
+    h.respond(
+        &j,
+        JoinGroupResponse::default()
+            .with_generation_id(2)
+            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+            .with_protocol_name(Some(StrBytes::from_static_str("coop-first")))
+            .with_leader(StrBytes::from_static_str("x"))
+            .with_member_id(StrBytes::from_static_str("m1")),
+    );
+    h.sync_with(&[("t", 1)]);
+    assert_eq!(revoked(&h.take_events()), vec![tps(&[("t", 0)])]);
+    // The next rebalance begins at once; the application never acknowledges.
+    let hb = h.next_heartbeat();
+    assert_eq!(hb.heartbeat().generation_id, 2);
+    h.respond(&hb, heartbeat_error(REBALANCE_IN_PROGRESS));
+    let notice = h.now;
+    let j = loop {
+        h.fire_next_timer();
+        let all = h.poll_all();
+        if let Some(j) = all.iter().find(|s| s.api == ApiKey::JoinGroup) {
+            break j.clone();
+        }
+        for s in all {
+            h.respond(&s, heartbeat_error(REBALANCE_IN_PROGRESS));
+        }
+    };
+    assert!(
+        h.now - notice <= Duration::from_secs(53),
+        "rejoined {:?} after the notice",
+        h.now - notice
+    );
+    assert_eq!(j.subscription().owned_partitions, tps(&[("t", 1)]));
+}

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, GroupId, HeartbeatRequest, HeartbeatResponse};
 
-use super::Phase;
+use super::{AfterRevoke, Phase};
 use crate::event::{LostReason, RejoinReason};
 use crate::group::{Group, Pending, Role, Transmit};
 use crate::timer::Timer;
@@ -87,7 +87,19 @@ impl Group {
             ResponseError::RebalanceInProgress => {
                 // Counted as a successful heartbeat for the session.
                 self.session_alive(now);
-                if matches!(self.phase, Phase::Stable) {
+                // Stable: a rebalance to join. Revoking after a cooperative
+                // SyncGroup: the follow-up rejoin is coming anyway, but the
+                // coordinator's timeout runs from now, so the notice counts
+                // for the hold that may delay it (sim seed 2001644: the
+                // notice was taken at the end of the revocation, the hold
+                // outlasted the coordinator's timeout and the member was
+                // removed, over and over).
+                let notice = match &self.phase {
+                    Phase::Stable => true,
+                    Phase::Revoking(r) => matches!(r.then, AfterRevoke::Assign(_)),
+                    _ => false,
+                };
+                if notice {
                     self.request_rejoin(now, RejoinReason::RebalanceInProgress("Heartbeat"));
                 }
             }
