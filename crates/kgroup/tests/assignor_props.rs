@@ -11,6 +11,8 @@ use kgroup::assignor::userdata::encode_sticky;
 use kgroup::assignor::{ClusterMetadata, GroupAssignment, MemberSubscription, TopicInfo, builtin};
 use proptest::prelude::*;
 
+mod prop_config;
+
 const RACKS: [&str; 3] = ["r0", "r1", "r2"];
 
 #[derive(Clone, Debug)]
@@ -180,7 +182,7 @@ fn owning(c: &Case, a: &GroupAssignment, generation: i32) -> Vec<MemberSubscript
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(prop_config::config(256))]
 
     #[test]
     fn range_and_roundrobin_are_valid_and_per_topic_even(c in case()) {
@@ -318,7 +320,7 @@ fn previous_owners(c: &Case) -> BTreeMap<TopicPartition, String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(prop_config::config(512))]
 
     /// Hostile user data never panics: `sticky` treats undecodable data as no
     /// previous assignment, `cooperative-sticky` as the default generation.

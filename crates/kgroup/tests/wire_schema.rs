@@ -17,6 +17,8 @@ use kgroup::wire::bounded::validated_apis;
 use kgroup::wire::{Assignment, Subscription, decode_response, response_header_version};
 use proptest::prelude::*;
 
+mod prop_config;
+
 fn frame_of(api: ApiKey, version: i16, correlation_id: i32, body: &[u8]) -> Bytes {
     let mut out = BytesMut::new();
     out.put_i32(correlation_id);
@@ -123,9 +125,8 @@ fn consumer_protocol_round_trip(assignment: bool, version: i16, body: &[u8]) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 256,
         failure_persistence: None,
-        ..ProptestConfig::default()
+        ..prop_config::config(256)
     })]
 
     #[test]

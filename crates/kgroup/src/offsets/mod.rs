@@ -172,6 +172,11 @@ pub struct Offsets {
     marks: BTreeMap<TopicPartition, CommittedOffset>,
     /// Last offset this member committed successfully, per owned partition.
     acked: BTreeMap<TopicPartition, i64>,
+    /// Per owned partition, the highest offset sent in an OffsetCommit whose
+    /// outcome this member never learned (abandoned when the coordinator was
+    /// lost, or failed in transport): the broker may have applied it. A
+    /// commit of the marks never sends less than this (see `mark_to_send`).
+    unsettled: BTreeMap<TopicPartition, CommittedOffset>,
     auto_commit_at: Option<Instant>,
     events: VecDeque<OffsetEvent>,
     /// A reintroduced bug (`mutations` feature, test-only).
@@ -208,6 +213,7 @@ impl Offsets {
             fetch_retry,
             marks: BTreeMap::new(),
             acked: BTreeMap::new(),
+            unsettled: BTreeMap::new(),
             auto_commit_at: None,
             events: VecDeque::new(),
             #[cfg(feature = "mutations")]
@@ -295,6 +301,7 @@ impl Offsets {
         let _ = now;
         self.coordinator = None;
         if let Some(f) = self.commit_in_flight.take() {
+            self.note_unsettled(&f);
             let mut c = f.into_commit();
             c.last_cause = Some(RetryCause::NoCoordinator);
             if c.offsets.is_empty() {
@@ -377,6 +384,10 @@ impl Offsets {
             } else if let Some(o) = commit.offsets.remove(&tp) {
                 if self.view.owns(&tp) {
                     self.acked.insert(tp.clone(), o.offset);
+                    // Applied after whatever was left unsettled before it
+                    // (the broker applies a member's commits in the order
+                    // it receives them): the floor no longer matters.
+                    self.unsettled.remove(&tp);
                 }
                 Some(o.offset)
             } else {
@@ -476,6 +487,7 @@ impl Offsets {
         match tag.api {
             OffsetApi::Commit => {
                 if let Some(f) = self.take_commit_in_flight(tag) {
+                    self.note_unsettled(&f);
                     self.retry_commit(now, f.into_commit(), cause);
                 }
             }
@@ -818,11 +830,39 @@ impl Offsets {
         Ok(())
     }
 
+    /// What a commit of the marks sends for `tp`: the mark, or, when an
+    /// OffsetCommit with a higher offset for `tp` had an unknown outcome,
+    /// that offset again. The broker may have applied it; sending the lower
+    /// mark after it would move the committed offset back (found by
+    /// `offsets_props`: a manual commit abandoned on a coordinator loss, its
+    /// retry expired, then the older mark went out). Re-sending it is safe:
+    /// the application committed it during this ownership, and it covers
+    /// the mark.
+    fn mark_to_send(&self, tp: &TopicPartition) -> Option<&CommittedOffset> {
+        let mark = self.marks.get(tp)?;
+        match self.unsettled.get(tp) {
+            Some(u) if u.offset > mark.offset => Some(u),
+            _ => Some(mark),
+        }
+    }
+
     fn is_dirty(&self, tp: &TopicPartition) -> bool {
-        match (self.marks.get(tp), self.acked.get(tp)) {
+        match (self.mark_to_send(tp), self.acked.get(tp)) {
             (Some(m), Some(a)) => m.offset > *a,
             (Some(_), None) => true,
             (None, _) => false,
+        }
+    }
+
+    /// Remember the offsets of an OffsetCommit abandoned without an answer.
+    fn note_unsettled(&mut self, f: &CommitInFlight) {
+        for (tp, o) in &f.commit.offsets {
+            if f.released.contains(tp) || !self.view.owns(tp) {
+                continue;
+            }
+            if self.unsettled.get(tp).is_none_or(|u| u.offset < o.offset) {
+                self.unsettled.insert(tp.clone(), o.clone());
+            }
         }
     }
 
@@ -832,9 +872,9 @@ impl Offsets {
 
     fn dirty_marks(&self) -> BTreeMap<TopicPartition, CommittedOffset> {
         self.marks
-            .iter()
-            .filter(|(tp, _)| self.is_dirty(tp) && self.view.owns(tp))
-            .map(|(tp, o)| (tp.clone(), o.clone()))
+            .keys()
+            .filter(|tp| self.is_dirty(tp) && self.view.owns(tp))
+            .filter_map(|tp| Some((tp.clone(), self.mark_to_send(tp)?.clone())))
             .collect()
     }
 
@@ -877,6 +917,7 @@ impl Offsets {
         for tp in removed {
             self.marks.remove(tp);
             self.acked.remove(tp);
+            self.unsettled.remove(tp);
         }
         if let Some(f) = self.commit_in_flight.as_mut() {
             for tp in removed {
