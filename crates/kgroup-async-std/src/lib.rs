@@ -105,6 +105,8 @@ type Request = (Command, oneshot::Sender<Reply>);
 pub struct Consumer {
     commands: mpsc::UnboundedSender<Request>,
     events: mpsc::UnboundedReceiver<Event>,
+    /// The group id, for the errors of a member that has ended.
+    group: String,
 }
 
 impl Consumer {
@@ -121,13 +123,21 @@ impl Consumer {
         connector: C,
     ) -> Result<(Self, Driving), DriverError> {
         let addrs = BrokerAddr::parse_list(bootstrap)?;
+        let group = config.group_id().to_string();
         let driver = Driver::new(Group::new(config, Instant::now()), addrs)?;
         let (commands, cmd_rx) = mpsc::unbounded();
         let (ev_tx, events) = mpsc::unbounded();
         let driving = Driving {
             inner: Box::pin(run(driver, connector, cmd_rx, ev_tx)),
         };
-        Ok((Self { commands, events }, driving))
+        Ok((
+            Self {
+                commands,
+                events,
+                group,
+            },
+            driving,
+        ))
     }
 
     /// Apply a [`Command`]; [`Reply::Done`] if the member has ended.
@@ -175,12 +185,9 @@ impl Consumer {
         &self,
         offsets: Vec<(TopicPartition, CommittedOffset)>,
     ) -> Result<CommitId, CommitRefused> {
-        match self.apply(Command::Commit(offsets)).await {
-            Reply::Commit(r) => r,
-            _ => Err(CommitRefused::Closed {
-                group: String::new(),
-            }),
-        }
+        self.apply(Command::Commit(offsets))
+            .await
+            .into_commit(&self.group)
     }
 
     /// Record `offset` (next to consume) on `tp` as processed, for auto-commit.
@@ -189,12 +196,9 @@ impl Consumer {
         tp: TopicPartition,
         offset: i64,
     ) -> Result<(), CommitRefused> {
-        match self.apply(Command::MarkProcessed(tp, offset)).await {
-            Reply::Mark(r) => r,
-            _ => Err(CommitRefused::Closed {
-                group: String::new(),
-            }),
-        }
+        self.apply(Command::MarkProcessed(tp, offset))
+            .await
+            .into_mark(&self.group)
     }
 
     /// Read the committed offsets of owned partitions (`FetchDone` event).
@@ -202,12 +206,9 @@ impl Consumer {
         &self,
         partitions: Vec<TopicPartition>,
     ) -> Result<FetchId, FetchRefused> {
-        match self.apply(Command::FetchCommitted(partitions)).await {
-            Reply::Fetch(r) => r,
-            _ => Err(FetchRefused::Closed {
-                group: String::new(),
-            }),
-        }
+        self.apply(Command::FetchCommitted(partitions))
+            .await
+            .into_fetch(&self.group)
     }
 
     /// Start closing (commit marks, leave if dynamic); events go on until

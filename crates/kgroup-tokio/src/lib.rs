@@ -88,6 +88,8 @@ type Request = (Command, oneshot::Sender<Reply>);
 pub struct Consumer {
     commands: mpsc::UnboundedSender<Request>,
     events: mpsc::UnboundedReceiver<Event>,
+    /// The group id, for the errors of a member that has ended.
+    group: String,
     task: JoinHandle<()>,
 }
 
@@ -105,6 +107,7 @@ impl Consumer {
         connector: C,
     ) -> Result<Self, DriverError> {
         let addrs = BrokerAddr::parse_list(bootstrap)?;
+        let group = config.group_id().to_string();
         let driver = Driver::new(Group::new(config, Instant::now()), addrs)?;
         let (commands, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, events) = mpsc::unbounded_channel();
@@ -112,6 +115,7 @@ impl Consumer {
         Ok(Self {
             commands,
             events,
+            group,
             task,
         })
     }
@@ -161,10 +165,9 @@ impl Consumer {
         &self,
         offsets: Vec<(TopicPartition, CommittedOffset)>,
     ) -> Result<CommitId, CommitRefused> {
-        match self.apply(Command::Commit(offsets)).await {
-            Reply::Commit(r) => r,
-            _ => Err(ended()),
-        }
+        self.apply(Command::Commit(offsets))
+            .await
+            .into_commit(&self.group)
     }
 
     /// Record `offset` (next to consume) on `tp` as processed, for auto-commit.
@@ -173,10 +176,9 @@ impl Consumer {
         tp: TopicPartition,
         offset: i64,
     ) -> Result<(), CommitRefused> {
-        match self.apply(Command::MarkProcessed(tp, offset)).await {
-            Reply::Mark(r) => r,
-            _ => Err(ended()),
-        }
+        self.apply(Command::MarkProcessed(tp, offset))
+            .await
+            .into_mark(&self.group)
     }
 
     /// Read the committed offsets of owned partitions (`FetchDone` event).
@@ -184,12 +186,9 @@ impl Consumer {
         &self,
         partitions: Vec<TopicPartition>,
     ) -> Result<FetchId, FetchRefused> {
-        match self.apply(Command::FetchCommitted(partitions)).await {
-            Reply::Fetch(r) => r,
-            _ => Err(FetchRefused::Closed {
-                group: String::new(),
-            }),
-        }
+        self.apply(Command::FetchCommitted(partitions))
+            .await
+            .into_fetch(&self.group)
     }
 
     /// Start closing (commit marks, leave if dynamic); events go on until
@@ -206,12 +205,6 @@ impl Consumer {
     /// Whether the member task has ended (left or failed).
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
-    }
-}
-
-fn ended() -> CommitRefused {
-    CommitRefused::Closed {
-        group: String::new(),
     }
 }
 

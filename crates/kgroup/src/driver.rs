@@ -220,6 +220,41 @@ pub enum Reply {
     Fetch(Result<FetchId, FetchRefused>),
 }
 
+/// Typed results for adapters that pass commands to a member task: a reply
+/// of another kind means the task ended before it could answer (the member
+/// left or failed), which is reported as `Closed` for `group`.
+impl Reply {
+    /// The result of a [`Command::Commit`].
+    pub fn into_commit(self, group: &str) -> Result<CommitId, CommitRefused> {
+        match self {
+            Reply::Commit(r) => r,
+            _ => Err(CommitRefused::Closed {
+                group: group.to_string(),
+            }),
+        }
+    }
+
+    /// The result of a [`Command::MarkProcessed`].
+    pub fn into_mark(self, group: &str) -> Result<(), CommitRefused> {
+        match self {
+            Reply::Mark(r) => r,
+            _ => Err(CommitRefused::Closed {
+                group: group.to_string(),
+            }),
+        }
+    }
+
+    /// The result of a [`Command::FetchCommitted`].
+    pub fn into_fetch(self, group: &str) -> Result<FetchId, FetchRefused> {
+        match self {
+            Reply::Fetch(r) => r,
+            _ => Err(FetchRefused::Closed {
+                group: group.to_string(),
+            }),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Bootstrap,
@@ -657,6 +692,33 @@ mod tests {
     #[allow(clippy::disallowed_methods)] // an arbitrary base for virtual time
     fn t0() -> Instant {
         Instant::now()
+    }
+
+    #[test]
+    fn a_reply_from_an_ended_member_is_closed_and_names_the_group() {
+        let closed = CommitRefused::Closed {
+            group: "orders".into(),
+        };
+        assert_eq!(Reply::Done.into_commit("orders"), Err(closed.clone()));
+        assert_eq!(Reply::Done.into_mark("orders"), Err(closed));
+        assert_eq!(
+            Reply::Done.into_fetch("orders"),
+            Err(FetchRefused::Closed {
+                group: "orders".into()
+            })
+        );
+        assert!(
+            Reply::Done
+                .into_commit("orders")
+                .unwrap_err()
+                .to_string()
+                .contains("orders")
+        );
+        assert_eq!(Reply::Mark(Ok(())).into_mark("orders"), Ok(()));
+        let id = CommitId(7);
+        assert_eq!(Reply::Commit(Ok(id)).into_commit("orders"), Ok(id));
+        // A reply of another kind is not taken for this command's result.
+        assert!(Reply::Mark(Ok(())).into_commit("orders").is_err());
     }
 
     fn driver(now: Instant) -> Driver {
