@@ -28,13 +28,7 @@ fn coop_leader_join(
     let j = h.expect(ApiKey::JoinGroup);
     h.respond(
         &j,
-        JoinGroupResponse::default()
-            .with_generation_id(generation)
-            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-            .with_protocol_name(Some(StrBytes::from_static_str("coop-first")))
-            .with_leader(StrBytes::from_static_str("a"))
-            .with_member_id(StrBytes::from_static_str("a"))
-            .with_members(members),
+        join_response(generation, "coop-first", "a", "a").with_members(members),
     );
 }
 
@@ -132,15 +126,7 @@ fn leader_follow_up_is_dropped_when_a_rebalance_comes_first() {
     let hb = h.next_heartbeat();
     h.respond(&hb, heartbeat_error(REBALANCE_IN_PROGRESS));
     let j = h.expect(ApiKey::JoinGroup);
-    h.respond(
-        &j,
-        JoinGroupResponse::default()
-            .with_generation_id(6)
-            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-            .with_protocol_name(Some(StrBytes::from_static_str("coop-first")))
-            .with_leader(StrBytes::from_static_str("b"))
-            .with_member_id(StrBytes::from_static_str("a")),
-    );
+    h.respond(&j, join_response(6, "coop-first", "b", "a"));
     h.sync_with(&[("t", 1), ("t", 2)]);
     assert_eq!(h.group.state(), GroupState::Stable);
     // Generation 6 withheld nothing: no follow-up, ever.
@@ -308,15 +294,7 @@ fn heartbeat_fenced_after_a_coordinator_failover_rejoins_once_as_a_new_incarnati
     let j = h.expect(ApiKey::JoinGroup);
     assert_eq!(j.join().member_id.as_str(), "");
     // Under the coordinator that issued it, a heartbeat fencing is fatal.
-    h.respond(
-        &j,
-        JoinGroupResponse::default()
-            .with_generation_id(2)
-            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-            .with_protocol_name(Some(StrBytes::from_static_str("coop-first")))
-            .with_leader(StrBytes::from_static_str("x"))
-            .with_member_id(StrBytes::from_static_str("m2")),
-    );
+    h.respond(&j, join_response(2, "coop-first", "x", "m2"));
     h.sync_with(&[("t", 0)]);
     let hb = h.next_heartbeat();
     h.respond(&hb, heartbeat_error(FENCED_INSTANCE_ID));
@@ -335,12 +313,7 @@ fn a_restarted_static_leader_that_skipped_the_assignment_follows_up_once() {
     let j = h.expect(ApiKey::JoinGroup);
     h.respond(
         &j,
-        JoinGroupResponse::default()
-            .with_generation_id(4)
-            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-            .with_protocol_name(Some(StrBytes::from_static_str("coop-first")))
-            .with_leader(StrBytes::from_static_str("a"))
-            .with_member_id(StrBytes::from_static_str("a"))
+        join_response(4, "coop-first", "a", "a")
             .with_skip_assignment(true)
             .with_members(vec![member("a", &Subscription::new(["t"]))]),
     );
@@ -361,15 +334,7 @@ fn a_restarted_static_leader_that_skipped_the_assignment_follows_up_once() {
     let j = heartbeat_for(&mut h, Duration::from_secs(3)).expect("one follow-up");
     assert_eq!(j.join().member_id.as_str(), "a");
     // Generation 5 is an ordinary one that withholds nothing: no second.
-    h.respond(
-        &j,
-        JoinGroupResponse::default()
-            .with_generation_id(5)
-            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-            .with_protocol_name(Some(StrBytes::from_static_str("coop-first")))
-            .with_leader(StrBytes::from_static_str("x"))
-            .with_member_id(StrBytes::from_static_str("a")),
-    );
+    h.respond(&j, join_response(5, "coop-first", "x", "a"));
     h.sync_with(&[("t", 0)]);
     assert!(heartbeat_for(&mut h, Duration::from_secs(180)).is_none());
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kgroup::kafka_protocol::messages::*;
-use kgroup::kafka_protocol::protocol::StrBytes;
 use kgroup::rng::Rng;
 use kgroup::wire::Subscription;
 use kgroup::{GroupState, LostReason, RequestId};
@@ -90,12 +89,7 @@ fn metadata_for_an_older_generation_does_not_produce_an_assignment() {
     let j = h.expect(ApiKey::JoinGroup);
     h.respond(
         &j,
-        JoinGroupResponse::default()
-            .with_generation_id(1)
-            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-            .with_protocol_name(Some(StrBytes::from_static_str("coop-first")))
-            .with_leader(StrBytes::from_static_str("a"))
-            .with_member_id(StrBytes::from_static_str("a"))
+        join_response(1, "coop-first", "a", "a")
             .with_members(vec![member("a", &Subscription::new(["t"]))]),
     );
     let m = h.expect(ApiKey::Metadata);
@@ -164,15 +158,7 @@ fn hostile_responses_never_panic() {
             match s.api {
                 ApiKey::ApiVersions => h.respond(&s, api_versions(&Default::default())),
                 ApiKey::FindCoordinator => h.respond(&s, coordinator_found(COORD)),
-                ApiKey::JoinGroup => h.respond(
-                    &s,
-                    JoinGroupResponse::default()
-                        .with_generation_id(1)
-                        .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-                        .with_protocol_name(Some(StrBytes::from_static_str("coop-first")))
-                        .with_leader(StrBytes::from_static_str("x"))
-                        .with_member_id(StrBytes::from_static_str("m")),
-                ),
+                ApiKey::JoinGroup => h.respond(&s, join_response(1, "coop-first", "x", "m")),
                 ApiKey::SyncGroup => h.respond(&s, SyncGroupResponse::default()),
                 ApiKey::Heartbeat => h.respond(&s, HeartbeatResponse::default()),
                 _ => {}

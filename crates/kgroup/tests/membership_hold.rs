@@ -7,7 +7,6 @@ mod membership_harness;
 use std::time::Duration;
 
 use kgroup::kafka_protocol::messages::*;
-use kgroup::kafka_protocol::protocol::StrBytes;
 use kgroup::offsets::{CommittedOffset, OffsetEvent, OffsetsConfig};
 use kgroup::{Event, GroupState, LostReason, RejoinReason, RevokeMode, TopicPartition};
 use membership_harness::*;
@@ -79,16 +78,7 @@ fn a_hold_is_overridden_near_the_rebalance_timeout_and_says_why() {
     let until = noticed + Duration::from_secs(53) - Duration::from_millis(1);
     heartbeat_until(&mut h, until, REBALANCE_IN_PROGRESS);
     h.take_events();
-    let j = loop {
-        h.fire_next_timer();
-        let all = h.poll_all();
-        if let Some(j) = all.iter().find(|s| s.api == ApiKey::JoinGroup) {
-            break j.clone();
-        }
-        for s in all {
-            h.respond(&s, heartbeat_error(REBALANCE_IN_PROGRESS));
-        }
-    };
+    let j = h.heartbeat_until_join(REBALANCE_IN_PROGRESS);
     assert_eq!(h.now - noticed, Duration::from_secs(53));
     let ev = h.take_events();
     assert!(ev.iter().any(|e| matches!(
@@ -125,16 +115,7 @@ fn an_ack_after_the_rebalance_timeout_turns_the_partitions_into_lost() {
     h.respond(&hb, heartbeat_error(REBALANCE_IN_PROGRESS));
     let start = h.now;
     h.take_events();
-    let j = loop {
-        h.fire_next_timer();
-        let all = h.poll_all();
-        if let Some(j) = all.iter().find(|s| s.api == ApiKey::JoinGroup) {
-            break j.clone();
-        }
-        for s in all {
-            h.respond(&s, heartbeat_error(REBALANCE_IN_PROGRESS));
-        }
-    };
+    let j = h.heartbeat_until_join(REBALANCE_IN_PROGRESS);
     assert_eq!(h.now - start, Duration::from_secs(53));
     let ev = h.take_events();
     assert_eq!(
@@ -153,15 +134,7 @@ fn cooperative_gated_revoke_holds_the_new_assignment_until_the_ack() {
     let hb = h.next_heartbeat();
     h.respond(&hb, heartbeat_error(REBALANCE_IN_PROGRESS));
     let j = h.expect(ApiKey::JoinGroup);
-    h.respond(
-        &j,
-        JoinGroupResponse::default()
-            .with_generation_id(2)
-            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-            .with_protocol_name(Some(StrBytes::from_static_str("coop-first")))
-            .with_leader(StrBytes::from_static_str("x"))
-            .with_member_id(StrBytes::from_static_str("m1")),
-    );
+    h.respond(&j, join_response(2, "coop-first", "x", "m1"));
     h.sync_with(&[("t", 1)]);
     let ev = h.take_events();
     assert_eq!(revoked(&ev), vec![tps(&[("t", 0)])]);
@@ -315,16 +288,7 @@ fn a_revocation_after_a_hold_is_due_by_the_deadline_of_the_notice() {
     heartbeat_until(&mut h, until, REBALANCE_IN_PROGRESS);
     h.group.allow_rebalance(h.now);
     assert_eq!(revoked(&h.take_events()), vec![tps(&[("t", 0), ("t", 1)])]);
-    let j = loop {
-        h.fire_next_timer();
-        let all = h.poll_all();
-        if let Some(j) = all.iter().find(|s| s.api == ApiKey::JoinGroup) {
-            break j.clone();
-        }
-        for s in all {
-            h.respond(&s, heartbeat_error(REBALANCE_IN_PROGRESS));
-        }
-    };
+    let j = h.heartbeat_until_join(REBALANCE_IN_PROGRESS);
     assert_eq!(h.now - notice, Duration::from_secs(53));
     assert_eq!(
         lost(&h.take_events()),
@@ -346,15 +310,7 @@ fn a_rebalance_noticed_during_a_cooperative_revocation_counts_from_the_notice() 
     h.group.allow_rebalance(h.now);
     h.group.hold_rebalance();
     let j = h.expect(ApiKey::JoinGroup);
-    h.respond(
-        &j,
-        JoinGroupResponse::default()
-            .with_generation_id(2)
-            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-            .with_protocol_name(Some(StrBytes::from_static_str("coop-first")))
-            .with_leader(StrBytes::from_static_str("x"))
-            .with_member_id(StrBytes::from_static_str("m1")),
-    );
+    h.respond(&j, join_response(2, "coop-first", "x", "m1"));
     h.sync_with(&[("t", 1)]);
     assert_eq!(revoked(&h.take_events()), vec![tps(&[("t", 0)])]);
     // The next rebalance begins at once; the application never acknowledges.
@@ -362,16 +318,7 @@ fn a_rebalance_noticed_during_a_cooperative_revocation_counts_from_the_notice() 
     assert_eq!(hb.heartbeat().generation_id, 2);
     h.respond(&hb, heartbeat_error(REBALANCE_IN_PROGRESS));
     let notice = h.now;
-    let j = loop {
-        h.fire_next_timer();
-        let all = h.poll_all();
-        if let Some(j) = all.iter().find(|s| s.api == ApiKey::JoinGroup) {
-            break j.clone();
-        }
-        for s in all {
-            h.respond(&s, heartbeat_error(REBALANCE_IN_PROGRESS));
-        }
-    };
+    let j = h.heartbeat_until_join(REBALANCE_IN_PROGRESS);
     assert!(
         h.now - notice <= Duration::from_secs(53),
         "rejoined {:?} after the notice",

@@ -97,15 +97,7 @@ fn no_heartbeat_while_join_group_is_in_flight_and_its_timeout_is_rebalance_plus_
             .map(|(at, t)| (at - sent_at, t)),
         Some((Duration::from_secs(65), Timer::CoordinatorRequest))
     );
-    h.respond(
-        &j,
-        JoinGroupResponse::default()
-            .with_generation_id(2)
-            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-            .with_protocol_name(Some(StrBytes::from_static_str("first")))
-            .with_leader(StrBytes::from_static_str("x"))
-            .with_member_id(StrBytes::from_static_str("m1")),
-    );
+    h.respond(&j, join_response(2, "first", "x", "m1"));
     h.expect(ApiKey::SyncGroup);
 }
 
@@ -147,15 +139,7 @@ fn static_member_sends_its_instance_id_and_does_not_leave_on_close() {
         j.join().group_instance_id.as_ref().map(|s| s.as_str()),
         Some("pod-1")
     );
-    h.respond(
-        &j,
-        JoinGroupResponse::default()
-            .with_generation_id(3)
-            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-            .with_protocol_name(Some(StrBytes::from_static_str("first")))
-            .with_leader(StrBytes::from_static_str("other"))
-            .with_member_id(StrBytes::from_static_str("m-static")),
-    );
+    h.respond(&j, join_response(3, "first", "other", "m-static"));
     let s = h.expect(ApiKey::SyncGroup);
     assert_eq!(
         s.sync().group_instance_id.as_ref().map(|s| s.as_str()),
@@ -245,13 +229,7 @@ fn coop_leader_join(
     let j = h.expect(ApiKey::JoinGroup);
     h.respond(
         &j,
-        JoinGroupResponse::default()
-            .with_generation_id(generation)
-            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-            .with_protocol_name(Some(StrBytes::from_static_str("coop-first")))
-            .with_leader(StrBytes::from_static_str("a"))
-            .with_member_id(StrBytes::from_static_str("a"))
-            .with_members(members),
+        join_response(generation, "coop-first", "a", "a").with_members(members),
     );
     j
 }
@@ -272,15 +250,7 @@ fn cooperative_revokes_only_what_moves_then_rejoins_at_once() {
     let sub = j.subscription();
     assert_eq!(sub.owned_partitions, tps(&[("t", 0), ("t", 1)]));
     assert_eq!(sub.generation_id, 1);
-    h.respond(
-        &j,
-        JoinGroupResponse::default()
-            .with_generation_id(2)
-            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-            .with_protocol_name(Some(StrBytes::from_static_str("coop-first")))
-            .with_leader(StrBytes::from_static_str("x"))
-            .with_member_id(StrBytes::from_static_str("m1")),
-    );
+    h.respond(&j, join_response(2, "coop-first", "x", "m1"));
     h.sync_with(&[("t", 1), ("t", 2)]);
     let ev = h.take_events();
     assert_eq!(revoked(&ev), vec![tps(&[("t", 0)])]);
@@ -335,15 +305,7 @@ fn protocol_is_cooperative_only_if_every_assignor_supports_it() {
             .collect::<Vec<_>>(),
         vec!["coop-first", "first"]
     );
-    h.respond(
-        &j,
-        JoinGroupResponse::default()
-            .with_generation_id(1)
-            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-            .with_protocol_name(Some(StrBytes::from_static_str("coop-first")))
-            .with_leader(StrBytes::from_static_str("x"))
-            .with_member_id(StrBytes::from_static_str("m1")),
-    );
+    h.respond(&j, join_response(1, "coop-first", "x", "m1"));
     h.sync_with(&[("t", 0)]);
     h.take_events();
     let hb = h.next_heartbeat();
@@ -484,12 +446,7 @@ fn skip_assignment_leader_sends_no_assignments_but_keeps_watching_metadata() {
     let j = h.expect(ApiKey::JoinGroup);
     h.respond(
         &j,
-        JoinGroupResponse::default()
-            .with_generation_id(4)
-            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-            .with_protocol_name(Some(StrBytes::from_static_str("coop-first")))
-            .with_leader(StrBytes::from_static_str("a"))
-            .with_member_id(StrBytes::from_static_str("a"))
+        join_response(4, "coop-first", "a", "a")
             .with_skip_assignment(true)
             .with_members(vec![member("a", &Subscription::new(["t"]))]),
     );

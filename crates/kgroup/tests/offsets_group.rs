@@ -10,7 +10,6 @@ mod membership_harness;
 use std::time::Duration;
 
 use kgroup::kafka_protocol::messages::*;
-use kgroup::kafka_protocol::protocol::StrBytes;
 use kgroup::offsets::{CommitError, CommittedOffset, OffsetEvent, StaleCause};
 use kgroup::{Event, LostReason, RevokeMode, TopicPartition};
 use membership_harness::*;
@@ -208,21 +207,15 @@ fn eager_commit_is_refused_between_revoke_and_assignment() {
     );
 }
 
-#[test]
-fn cooperative_revoke_completes_while_the_application_keeps_committing_what_it_retains() {
+/// Stable on t-0 and t-1 (gated, cooperative); a rebalance moves t-0 away
+/// in generation 2; the application commits t-0 in its revoke handler and
+/// acknowledges.
+fn cooperative_revoke_of_t0_committed_and_acked() -> Harness {
     let mut h = stable(RevokeMode::Gated, coop_first());
     let hb = h.next_heartbeat();
     h.respond(&hb, heartbeat_error(REBALANCE_IN_PROGRESS));
     let j = h.expect(ApiKey::JoinGroup);
-    h.respond(
-        &j,
-        JoinGroupResponse::default()
-            .with_generation_id(2)
-            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-            .with_protocol_name(Some(StrBytes::from_static_str("coop-first")))
-            .with_leader(StrBytes::from_static_str("x"))
-            .with_member_id(StrBytes::from_static_str("m1")),
-    );
+    h.respond(&j, join_response(2, "coop-first", "x", "m1"));
     h.sync_with(&[("t", 1)]);
     assert_eq!(revoked(&h.take_events()), vec![vec![t(0)]]);
     // Commit-on-revoke for t-0, then the ack.
@@ -230,6 +223,12 @@ fn cooperative_revoke_completes_while_the_application_keeps_committing_what_it_r
         .commit(h.now, vec![(t(0), CommittedOffset::new(30))])
         .unwrap();
     h.group.ack_revoked(h.now);
+    h
+}
+
+#[test]
+fn cooperative_revoke_completes_while_the_application_keeps_committing_what_it_retains() {
+    let mut h = cooperative_revoke_of_t0_committed_and_acked();
     let start = h.now;
     let mut offset = 100;
     let mut joined = false;
@@ -278,26 +277,7 @@ fn cooperative_revoke_completes_while_the_application_keeps_committing_what_it_r
 /// 53 s.
 #[test]
 fn cooperative_revoke_is_not_stalled_by_commits_in_flight_for_kept_partitions() {
-    let mut h = stable(RevokeMode::Gated, coop_first());
-    let hb = h.next_heartbeat();
-    h.respond(&hb, heartbeat_error(REBALANCE_IN_PROGRESS));
-    let j = h.expect(ApiKey::JoinGroup);
-    h.respond(
-        &j,
-        JoinGroupResponse::default()
-            .with_generation_id(2)
-            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-            .with_protocol_name(Some(StrBytes::from_static_str("coop-first")))
-            .with_leader(StrBytes::from_static_str("x"))
-            .with_member_id(StrBytes::from_static_str("m1")),
-    );
-    h.sync_with(&[("t", 1)]);
-    assert_eq!(revoked(&h.take_events()), vec![vec![t(0)]]);
-    // Commit-on-revoke for t-0, then the ack.
-    h.group
-        .commit(h.now, vec![(t(0), CommittedOffset::new(30))])
-        .unwrap();
-    h.group.ack_revoked(h.now);
+    let mut h = cooperative_revoke_of_t0_committed_and_acked();
     let start = h.now;
     let mut offset = 100;
     let mut joined = false;

@@ -367,16 +367,8 @@ impl Harness {
     /// JoinGroup answered as a follower of generation `generation`.
     pub fn join_as_follower(&mut self, member: &str, generation: i32) -> Sent {
         let j = self.expect(ApiKey::JoinGroup);
-        let protocol = j.join().protocols[0].name.clone();
-        self.respond(
-            &j,
-            JoinGroupResponse::default()
-                .with_generation_id(generation)
-                .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-                .with_protocol_name(Some(protocol))
-                .with_leader(StrBytes::from_static_str("leader-0"))
-                .with_member_id(StrBytes::from_string(member.into())),
-        );
+        let protocol = j.join().protocols[0].name.to_string();
+        self.respond(&j, join_response(generation, &protocol, "leader-0", member));
         j
     }
 
@@ -401,6 +393,22 @@ impl Harness {
         self.join_as_follower(member, generation);
         self.sync_with(partitions);
         assert_eq!(self.group.state(), kgroup::GroupState::Stable);
+    }
+
+    /// Fire timers, answering every heartbeat with `code`, until a
+    /// JoinGroup goes out; return it.
+    pub fn heartbeat_until_join(&mut self, code: i16) -> Sent {
+        loop {
+            self.fire_next_timer();
+            let all = self.poll_all();
+            if let Some(j) = all.iter().find(|s| s.api == ApiKey::JoinGroup) {
+                return j.clone();
+            }
+            for s in all {
+                assert_eq!(s.api, ApiKey::Heartbeat, "unexpected {:?}", s.body);
+                self.respond(&s, heartbeat_error(code));
+            }
+        }
     }
 
     /// Advance to the next heartbeat and return it.
@@ -458,6 +466,23 @@ pub fn commit_response(req: &OffsetCommitRequest, code: i16) -> OffsetCommitResp
             })
             .collect(),
     )
+}
+
+/// A successful JoinGroup answer of `generation` for the consumer protocol
+/// type, choosing assignor `protocol`, with `leader` and `member` ids (add
+/// `.with_members(..)` for a leader's answer).
+pub fn join_response(
+    generation: i32,
+    protocol: &str,
+    leader: &str,
+    member: &str,
+) -> JoinGroupResponse {
+    JoinGroupResponse::default()
+        .with_generation_id(generation)
+        .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+        .with_protocol_name(Some(StrBytes::from_string(protocol.into())))
+        .with_leader(StrBytes::from_string(leader.into()))
+        .with_member_id(StrBytes::from_string(member.into()))
 }
 
 pub fn heartbeat_error(code: i16) -> HeartbeatResponse {
