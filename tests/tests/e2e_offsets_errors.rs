@@ -240,93 +240,64 @@ fn commit_errors_give_their_documented_results_and_offsets_round_trip() {
         "{code}: not committed"
     );
 
-    // ILLEGAL_GENERATION: Stale, partitions lost, rejoin with the member id
-    // kept (generation reset only, KAFKA-13419).
-    let code = "ILLEGAL_GENERATION";
-    push(&mut broker, code);
-    let (r, mut seen) = commit(&mut c, last_ok + 10, code);
-    assert!(
-        matches!(
-            r,
-            Err(CommitError::Stale {
-                cause: StaleCause::IllegalGeneration,
-                ..
-            })
+    // ILLEGAL_GENERATION and UNKNOWN_MEMBER_ID: Stale, partitions lost, a
+    // rejoin; the member id is kept after ILLEGAL_GENERATION (generation
+    // reset only, KAFKA-13419) and replaced after UNKNOWN_MEMBER_ID.
+    let resets = [
+        (
+            "ILLEGAL_GENERATION",
+            StaleCause::IllegalGeneration,
+            LostReason::IllegalGeneration,
+            true,
         ),
-        "{code}: {r:?}"
-    );
-    assert_served(&mut broker, code);
-    let (g, m, committed, more) = assigned(&mut c, "after ILLEGAL_GENERATION");
-    seen.extend(more);
-    assert_eq!(
-        lost(&seen),
-        vec![(tps(), LostReason::IllegalGeneration)],
-        "{code}: everything lost: {seen:?}"
-    );
-    assert!(
-        seen.iter().any(|e| matches!(
-            e,
-            Event::Rejoining {
-                reason: RejoinReason::Reset(LostReason::IllegalGeneration)
-            }
-        )),
-        "{code}: rejoins: {seen:?}"
-    );
-    assert!(g > generation, "{code}: new generation {g} > {generation}");
-    assert_eq!(m, member, "{code}: member id kept");
-    generation = g;
-    let re_read: BTreeMap<_, _> = committed
-        .iter()
-        .map(|(tp, c)| (tp.clone(), c.offset()))
-        .collect();
-    assert_eq!(
-        re_read,
-        all_at(last_ok),
-        "{code}: re-assigned at the last Ok commit"
-    );
-
-    // UNKNOWN_MEMBER_ID: Stale, partitions lost, rejoin with a new member id.
-    let code = "UNKNOWN_MEMBER_ID";
-    push(&mut broker, code);
-    let (r, mut seen) = commit(&mut c, last_ok + 10, code);
-    assert!(
-        matches!(
-            r,
-            Err(CommitError::Stale {
-                cause: StaleCause::UnknownMemberId,
-                ..
-            })
+        (
+            "UNKNOWN_MEMBER_ID",
+            StaleCause::UnknownMemberId,
+            LostReason::UnknownMember,
+            false,
         ),
-        "{code}: {r:?}"
-    );
-    assert_served(&mut broker, code);
-    let (g, m, committed, more) = assigned(&mut c, "after UNKNOWN_MEMBER_ID");
-    seen.extend(more);
-    assert_eq!(
-        lost(&seen),
-        vec![(tps(), LostReason::UnknownMember)],
-        "{code}: everything lost: {seen:?}"
-    );
-    assert!(
-        seen.iter().any(|e| matches!(
-            e,
-            Event::Rejoining {
-                reason: RejoinReason::Reset(LostReason::UnknownMember)
-            }
-        )),
-        "{code}: rejoins: {seen:?}"
-    );
-    assert!(g > generation, "{code}: new generation {g} > {generation}");
-    assert!(!m.is_empty() && m != member, "{code}: new member id {m:?}");
-    let re_read: BTreeMap<_, _> = committed
-        .iter()
-        .map(|(tp, c)| (tp.clone(), c.offset()))
-        .collect();
-    assert_eq!(
-        re_read,
-        all_at(last_ok),
-        "{code}: re-assigned at the last Ok commit"
-    );
+    ];
+    for (code, stale, reason, keeps_member_id) in resets {
+        push(&mut broker, code);
+        let (r, mut seen) = commit(&mut c, last_ok + 10, code);
+        assert!(
+            matches!(&r, Err(CommitError::Stale { cause, .. }) if *cause == stale),
+            "{code}: {r:?}"
+        );
+        assert_served(&mut broker, code);
+        let (g, m, committed, more) = assigned(&mut c, &format!("after {code}"));
+        seen.extend(more);
+        assert_eq!(
+            lost(&seen),
+            vec![(tps(), reason)],
+            "{code}: everything lost: {seen:?}"
+        );
+        assert!(
+            seen.iter().any(|e| matches!(
+                e,
+                Event::Rejoining {
+                    reason: RejoinReason::Reset(r)
+                } if *r == reason
+            )),
+            "{code}: rejoins: {seen:?}"
+        );
+        assert!(g > generation, "{code}: new generation {g} > {generation}");
+        if keeps_member_id {
+            assert_eq!(m, member, "{code}: member id kept");
+        } else {
+            assert!(!m.is_empty() && m != member, "{code}: new member id {m:?}");
+        }
+        generation = g;
+        let re_read: BTreeMap<_, _> = committed
+            .iter()
+            .map(|(tp, c)| (tp.clone(), c.offset()))
+            .collect();
+        assert_eq!(
+            re_read,
+            all_at(last_ok),
+            "{code}: re-assigned at the last Ok commit"
+        );
+    }
 
     // Still working after all that: one more Ok commit, then a second member
     // reads it in its assignment once the first has left.
