@@ -26,9 +26,6 @@ use kafka_protocol::messages::leave_group_response::LeaveGroupResponse;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::offset_commit_response::{
-    OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
-};
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponse, OffsetFetchResponseGroup, OffsetFetchResponsePartition,
     OffsetFetchResponseTopic,
@@ -40,6 +37,7 @@ use kafka_protocol::messages::{
     OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
+use kgroup::offsets::commit_response_for;
 
 use crate::clock::SimTime;
 use crate::coordinator::store::GroupStore;
@@ -909,27 +907,7 @@ fn error_body(req: &GroupReq, version: i16, code: i16) -> ReplyBody {
             ReplyBody::Heartbeat(HeartbeatResponse::default().with_error_code(code))
         }
         GroupReq::Leave(_) => ReplyBody::Leave(LeaveGroupResponse::default().with_error_code(code)),
-        GroupReq::Commit(r) => ReplyBody::Commit(
-            OffsetCommitResponse::default().with_topics(
-                r.topics
-                    .iter()
-                    .map(|t| {
-                        OffsetCommitResponseTopic::default()
-                            .with_name(t.name.clone())
-                            .with_partitions(
-                                t.partitions
-                                    .iter()
-                                    .map(|p| {
-                                        OffsetCommitResponsePartition::default()
-                                            .with_partition_index(p.partition_index)
-                                            .with_error_code(code)
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            ),
-        ),
+        GroupReq::Commit(r) => ReplyBody::Commit(commit_response_for(r, |_, _| code)),
         GroupReq::Fetch(r) => {
             if version >= 8 {
                 ReplyBody::Fetch(

@@ -20,12 +20,10 @@ use kafka_protocol::messages::heartbeat_response::HeartbeatResponse;
 use kafka_protocol::messages::join_group_response::JoinGroupResponse;
 use kafka_protocol::messages::leave_group_response::LeaveGroupResponse;
 use kafka_protocol::messages::offset_commit_request::OffsetCommitRequest;
-use kafka_protocol::messages::offset_commit_response::{
-    OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
-};
 use kafka_protocol::messages::sync_group_response::SyncGroupResponse;
-use kafka_protocol::messages::{ApiKey, TopicName};
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::Decodable;
+use kgroup::offsets::commit_response_for;
 use kgroup::{Broker, Config, ConnectionId, Event, Group, RequestId, TransportError};
 
 use crate::clock::{SimTime, VirtualClock};
@@ -421,25 +419,7 @@ impl Script {
             _ => match OffsetCommitRequest::decode(&mut payload, v) {
                 // Every partition of the request gets the code, as the mock does.
                 Ok(req) => {
-                    let topics = req
-                        .topics
-                        .iter()
-                        .map(|t| {
-                            OffsetCommitResponseTopic::default()
-                                .with_name(TopicName(t.name.0.clone()))
-                                .with_partitions(
-                                    t.partitions
-                                        .iter()
-                                        .map(|p| {
-                                            OffsetCommitResponsePartition::default()
-                                                .with_partition_index(p.partition_index)
-                                                .with_error_code(code)
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect();
-                    let r = OffsetCommitResponse::default().with_topics(topics);
+                    let r = commit_response_for(&req, |_, _| code);
                     frames::encode_response(api, v, corr, &r, "OffsetCommit")
                 }
                 Err(e) => Err(FrameError::Decode {

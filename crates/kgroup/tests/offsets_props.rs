@@ -22,17 +22,15 @@ use std::time::{Duration, Instant};
 
 use kgroup::TopicPartition;
 use kgroup::kafka_protocol::ResponseError as E;
-use kgroup::kafka_protocol::messages::offset_commit_response::{
-    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
-};
 use kgroup::kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartitions, OffsetFetchResponseTopics,
 };
-use kgroup::kafka_protocol::messages::{GroupId, OffsetCommitResponse, OffsetFetchResponse};
+use kgroup::kafka_protocol::messages::{GroupId, OffsetFetchResponse};
 use kgroup::kafka_protocol::protocol::StrBytes;
 use kgroup::offsets::{
     CommitId, CommittedOffset, FetchId, MembershipView, OffsetEvent, OffsetRequest,
     OffsetRequestBody, OffsetVersions, Offsets, OffsetsConfig, RebalancePhase, RequestFailure,
+    commit_response_for,
 };
 use proptest::prelude::*;
 
@@ -385,28 +383,10 @@ impl Model {
         match &req.body {
             OffsetRequestBody::Commit(body) => {
                 let code = COMMIT_CODES[usize::from(kind) % COMMIT_CODES.len()];
-                let topics = body
-                    .topics
-                    .iter()
-                    .map(|t| {
-                        OffsetCommitResponseTopic::default()
-                            .with_name(t.name.clone())
-                            .with_partitions(
-                                t.partitions
-                                    .iter()
-                                    .map(|p| {
-                                        OffsetCommitResponsePartition::default()
-                                            .with_partition_index(p.partition_index)
-                                            .with_error_code(code)
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect();
                 if code == 0 && !decided {
                     self.apply_at_broker(req);
                 }
-                let resp = OffsetCommitResponse::default().with_topics(topics);
+                let resp = commit_response_for(body, |_, _| code);
                 self.o.handle_commit_response(self.now, req.tag, &resp);
             }
             OffsetRequestBody::Fetch(body) => {

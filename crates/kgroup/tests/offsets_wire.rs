@@ -10,9 +10,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kgroup::TopicPartition;
-use kgroup::kafka_protocol::messages::offset_commit_response::{
-    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
-};
 use kgroup::kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -82,24 +79,7 @@ fn response_frame<R: Encodable>(api: ApiKey, version: i16, body: &R) -> Bytes {
 }
 
 fn commit_ok(req: &OffsetCommitRequest) -> OffsetCommitResponse {
-    OffsetCommitResponse::default().with_topics(
-        req.topics
-            .iter()
-            .map(|t| {
-                OffsetCommitResponseTopic::default()
-                    .with_name(t.name.clone())
-                    .with_partitions(
-                        t.partitions
-                            .iter()
-                            .map(|p| {
-                                OffsetCommitResponsePartition::default()
-                                    .with_partition_index(p.partition_index)
-                            })
-                            .collect(),
-                    )
-            })
-            .collect(),
-    )
+    kgroup::offsets::commit_response_for(req, |_, _| 0)
 }
 
 fn fetch_answer(version: i16, offset: i64) -> OffsetFetchResponse {

@@ -148,6 +148,38 @@ pub(crate) struct CommitReply {
 }
 
 /// Read an OffsetCommit response against `sent`.
+/// The OffsetCommit response a coordinator gives when it answers each
+/// partition of `request` with `code(topic, partition)` (0 for success), in
+/// the request's order. For simulators, mock brokers and tests that play the
+/// coordinator; the engine itself only reads responses.
+pub fn commit_response_for(
+    request: &OffsetCommitRequest,
+    code: impl Fn(&str, i32) -> i16,
+) -> OffsetCommitResponse {
+    use kafka_protocol::messages::offset_commit_response::{
+        OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+    };
+    let topics = request
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code(t.name.as_str(), p.partition_index))
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
 pub(crate) fn read_commit(
     sent: &BTreeMap<TopicPartition, CommittedOffset>,
     resp: &OffsetCommitResponse,

@@ -79,6 +79,7 @@ pub use types::{
 };
 
 use classify::{CommitDisposition, commit_group_error, fetch_group_error};
+pub use message::commit_response_for;
 use message::{Sender, commit_request, fetch_request, read_commit, read_fetch};
 use retry::RetrySchedule;
 

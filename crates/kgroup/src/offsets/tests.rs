@@ -120,25 +120,7 @@ fn committed(req: &OffsetRequest) -> Vec<(i32, i64)> {
 }
 
 fn commit_response(req: &OffsetRequest, code: impl Fn(i32) -> i16) -> OffsetCommitResponse {
-    let topics = commit_body(req)
-        .topics
-        .iter()
-        .map(|t| {
-            OffsetCommitResponseTopic::default()
-                .with_name(t.name.clone())
-                .with_partitions(
-                    t.partitions
-                        .iter()
-                        .map(|p| {
-                            OffsetCommitResponsePartition::default()
-                                .with_partition_index(p.partition_index)
-                                .with_error_code(code(p.partition_index))
-                        })
-                        .collect(),
-                )
-        })
-        .collect();
-    OffsetCommitResponse::default().with_topics(topics)
+    commit_response_for(commit_body(req), |_, p| code(p))
 }
 
 fn membership(events: &[OffsetEvent]) -> Vec<MembershipAction> {

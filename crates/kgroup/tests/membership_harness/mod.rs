@@ -446,26 +446,7 @@ pub fn error_response<R: Default>(f: impl FnOnce(R) -> R) -> R {
 
 /// An OffsetCommit response answering every partition of `req` with `code`.
 pub fn commit_response(req: &OffsetCommitRequest, code: i16) -> OffsetCommitResponse {
-    use kgroup::kafka_protocol::messages::offset_commit_response::*;
-    OffsetCommitResponse::default().with_topics(
-        req.topics
-            .iter()
-            .map(|t| {
-                OffsetCommitResponseTopic::default()
-                    .with_name(t.name.clone())
-                    .with_partitions(
-                        t.partitions
-                            .iter()
-                            .map(|p| {
-                                OffsetCommitResponsePartition::default()
-                                    .with_partition_index(p.partition_index)
-                                    .with_error_code(code)
-                            })
-                            .collect(),
-                    )
-            })
-            .collect(),
-    )
+    kgroup::offsets::commit_response_for(req, |_, _| code)
 }
 
 /// A successful JoinGroup answer of `generation` for the consumer protocol
