@@ -12,16 +12,16 @@
 //! with an error code without the coordinator seeing them, as the mock's
 //! `push-errors` does (`rd_kafka_mock_push_request_errors`).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::heartbeat_response::HeartbeatResponse;
 use kafka_protocol::messages::join_group_response::JoinGroupResponse;
 use kafka_protocol::messages::leave_group_response::LeaveGroupResponse;
 use kafka_protocol::messages::offset_commit_request::OffsetCommitRequest;
 use kafka_protocol::messages::sync_group_response::SyncGroupResponse;
-use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::Decodable;
 use kgroup::offsets::commit_response_for;
 use kgroup::{Broker, Config, ConnectionId, Event, Group, RequestId, TransportError};
@@ -30,6 +30,7 @@ use crate::clock::{SimTime, VirtualClock};
 use crate::cluster::{Cluster, ClusterConfig, ClusterOutput};
 use crate::coordinator::CoordinatorConfig;
 use crate::frames::{self, FrameError};
+use crate::net::Links;
 
 /// What a script can get wrong.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -105,16 +106,6 @@ enum Step {
     ClusterTimer,
 }
 
-#[derive(Debug)]
-struct Link {
-    member: usize,
-    broker: i32,
-    /// Requests sent on it and not answered, by request id.
-    inflight: BTreeSet<i32>,
-    last_up: SimTime,
-    last_down: SimTime,
-}
-
 /// A scripted run. See the module documentation.
 #[derive(Debug)]
 pub struct Script {
@@ -124,8 +115,7 @@ pub struct Script {
     cluster: Cluster,
     cluster_timer_at: Option<SimTime>,
     members: Vec<ScriptMember>,
-    links: BTreeMap<u64, Link>,
-    next_conn: u64,
+    links: Links,
     queue: BTreeMap<(SimTime, u64), Step>,
     seq: u64,
     /// Error codes to answer the next requests of an API with.
@@ -150,8 +140,7 @@ impl Script {
             cluster: Cluster::new(cluster_config, config.seed),
             cluster_timer_at: None,
             members: Vec::new(),
-            links: BTreeMap::new(),
-            next_conn: 1,
+            links: Links::default(),
             queue: BTreeMap::new(),
             seq: 0,
             errors: BTreeMap::new(),
@@ -266,13 +255,7 @@ impl Script {
     pub fn broker_down(&mut self, b: i32) {
         let now = self.now;
         self.cluster.crash_broker(now, b);
-        let dead: Vec<u64> = self
-            .links
-            .iter()
-            .filter(|(_, l)| l.broker == b)
-            .map(|(c, _)| *c)
-            .collect();
-        for c in dead {
+        for c in self.links.to_broker(b) {
             self.fail_link(c, "broker down");
         }
         self.after_step();
@@ -434,14 +417,12 @@ impl Script {
         let Some(corr) = frames::response_correlation_id(&frame) else {
             return;
         };
-        let latency = self.latency;
-        let Some(link) = self.links.get_mut(&conn) else {
+        let Some((member, _)) = self.links.answered(conn, corr) else {
             return;
         };
-        link.inflight.remove(&corr);
-        let at = (self.now + latency).max(link.last_down);
-        link.last_down = at;
-        let member = link.member;
+        let Some(at) = self.links.send_down(conn, self.now, self.latency) else {
+            return;
+        };
         self.push(
             at,
             Step::ToMember {
@@ -454,7 +435,7 @@ impl Script {
 
     fn fail_link(&mut self, conn: u64, why: &str) {
         self.cluster.disconnect(conn);
-        let Some(link) = self.links.remove(&conn) else {
+        let Some(link) = self.links.remove(conn) else {
             return;
         };
         let member = link.member;
@@ -462,7 +443,7 @@ impl Script {
             m.links.retain(|_, c| *c != conn);
         }
         // Every request in flight on it fails (the engine's connection layer).
-        for corr in link.inflight {
+        for corr in link.into_inflight() {
             let err = TransportError::Disconnected(why.to_owned());
             self.queue_fail(member, RequestId(corr), err);
         }
@@ -509,43 +490,26 @@ impl Script {
                 .find(|b| self.cluster.is_alive(*b))
                 .unwrap_or(0),
         };
-        let known = self.members[i]
-            .links
-            .get(&t.destination.connection)
-            .copied();
-        let conn = match known {
-            Some(c) if self.links.get(&c).is_some_and(|l| l.broker == broker) => c,
-            _ => {
-                let c = self.next_conn;
-                self.next_conn += 1;
-                if !self.cluster.connect(c, broker) {
-                    let err = TransportError::ConnectFailed(format!(
-                        "broker {broker} refused the connection"
-                    ));
-                    self.queue_fail(i, t.id, err);
-                    return;
-                }
-                self.members[i].links.insert(t.destination.connection, c);
-                self.links.insert(
-                    c,
-                    Link {
-                        member: i,
-                        broker,
-                        inflight: BTreeSet::new(),
-                        last_up: self.now,
-                        last_down: self.now,
-                    },
-                );
-                c
-            }
-        };
-        let latency = self.latency;
-        let Some(link) = self.links.get_mut(&conn) else {
+        let now = self.now;
+        let cluster = &mut self.cluster;
+        let routed = self.links.route(
+            &mut self.members[i].links,
+            t.destination.connection,
+            i,
+            0,
+            broker,
+            now,
+            |c| cluster.connect(c, broker),
+        );
+        let Some(conn) = routed else {
+            let err =
+                TransportError::ConnectFailed(format!("broker {broker} refused the connection"));
+            self.queue_fail(i, t.id, err);
             return;
         };
-        link.inflight.insert(t.id.0);
-        let at = (self.now + latency).max(link.last_up);
-        link.last_up = at;
+        let Some(at) = self.links.send_up(conn, t.id.0, now, self.latency) else {
+            return;
+        };
         self.push(
             at,
             Step::ToBroker {

@@ -34,6 +34,7 @@ use crate::clock::{SimTime, VirtualClock};
 use crate::cluster::{Cluster, ClusterConfig, ClusterEvent, ClusterOutput};
 use crate::coordinator::CoordEvent;
 use crate::frames;
+use crate::net::Links;
 use crate::rng::SimRng;
 use app::{App, AppProfile, PartitionWork};
 use checker::{Checker, Invariant, Owner, Settlement, Violation, decode_assignment};
@@ -245,17 +246,6 @@ enum Ev {
 }
 
 #[derive(Debug)]
-struct Link {
-    member: usize,
-    incarnation: u32,
-    broker: i32,
-    /// Requests sent on it and not answered, by correlation id.
-    inflight: BTreeSet<i32>,
-    last_up: SimTime,
-    last_down: SimTime,
-}
-
-#[derive(Debug)]
 struct Member {
     name: String,
     instance_id: Option<String>,
@@ -293,8 +283,7 @@ pub struct Simulation {
     cluster: Cluster,
     cluster_timer_at: Option<SimTime>,
     members: Vec<Member>,
-    links: BTreeMap<u64, Link>,
-    next_conn: u64,
+    links: Links,
     checker: Checker,
     trace: Trace,
     schedule: Schedule,
@@ -391,8 +380,7 @@ impl Simulation {
             cluster,
             cluster_timer_at: None,
             members,
-            links: BTreeMap::new(),
-            next_conn: 1,
+            links: Links::default(),
             checker: Checker::new(),
             schedule,
             slow_until: SimTime::ZERO,
@@ -598,20 +586,16 @@ impl Simulation {
         let Some(corr) = frames::response_correlation_id(&frame) else {
             return;
         };
-        let Some(link) = self.links.get_mut(&conn) else {
+        let Some((member, incarnation)) = self.links.answered(conn, corr) else {
             return;
         };
-        link.inflight.remove(&corr);
-        let (member, incarnation) = (link.member, link.incarnation);
         if self.members[member].partitioned_until.is_some() {
             return; // black-holed
         }
         let lat = self.latency(member);
-        let Some(link) = self.links.get_mut(&conn) else {
+        let Some(at) = self.links.send_down(conn, self.now, lat) else {
             return;
         };
-        let at = (self.now + lat).max(link.last_down);
-        link.last_down = at;
         self.push(
             at,
             Ev::ToMember {
@@ -626,12 +610,12 @@ impl Simulation {
     /// A connection died: every request in flight on it fails.
     fn fail_link(&mut self, conn: u64, why: &str) {
         self.cluster.disconnect(conn);
-        let Some(link) = self.links.remove(&conn) else {
+        let Some(link) = self.links.remove(conn) else {
             return;
         };
-        let member = link.member;
+        let (member, incarnation) = (link.member, link.incarnation);
         if let Some(m) = self.members.get_mut(member)
-            && m.incarnation == link.incarnation
+            && m.incarnation == incarnation
         {
             let dead: Vec<ConnectionId> = m
                 .links
@@ -643,12 +627,12 @@ impl Simulation {
             m.dead_links.extend(dead);
         }
         let lat = self.latency(member);
-        for corr in link.inflight {
+        for corr in link.into_inflight() {
             self.push(
                 self.now + lat,
                 Ev::Fail {
                     member,
-                    incarnation: link.incarnation,
+                    incarnation,
                     id: RequestId(corr),
                     err: TransportError::Disconnected(why.to_string()),
                 },
@@ -657,13 +641,7 @@ impl Simulation {
     }
 
     fn reset_member_links(&mut self, member: usize, why: &str) {
-        let conns: Vec<u64> = self
-            .links
-            .iter()
-            .filter(|(_, l)| l.member == member)
-            .map(|(c, _)| *c)
-            .collect();
-        for c in conns {
+        for c in self.links.of_member(member) {
             self.fail_link(c, why);
         }
     }
@@ -756,50 +734,34 @@ impl Simulation {
             );
             return;
         }
-        let conn = match self.members[i]
-            .links
-            .get(&t.destination.connection)
-            .copied()
-        {
-            Some(c) if self.links.get(&c).is_some_and(|l| l.broker == broker) => c,
-            _ => {
-                let c = self.next_conn;
-                self.next_conn += 1;
-                if !self.cluster.connect(c, broker) {
-                    self.push(
-                        self.now + lat,
-                        Ev::Fail {
-                            member: i,
-                            incarnation,
-                            id: t.id,
-                            err: TransportError::ConnectFailed(format!(
-                                "broker {broker} refused the connection"
-                            )),
-                        },
-                    );
-                    return;
-                }
-                self.members[i].links.insert(t.destination.connection, c);
-                self.links.insert(
-                    c,
-                    Link {
-                        member: i,
-                        incarnation,
-                        broker,
-                        inflight: BTreeSet::new(),
-                        last_up: self.now,
-                        last_down: self.now,
-                    },
-                );
-                c
-            }
-        };
-        let Some(link) = self.links.get_mut(&conn) else {
+        let now = self.now;
+        let cluster = &mut self.cluster;
+        let routed = self.links.route(
+            &mut self.members[i].links,
+            t.destination.connection,
+            i,
+            incarnation,
+            broker,
+            now,
+            |c| cluster.connect(c, broker),
+        );
+        let Some(conn) = routed else {
+            self.push(
+                self.now + lat,
+                Ev::Fail {
+                    member: i,
+                    incarnation,
+                    id: t.id,
+                    err: TransportError::ConnectFailed(format!(
+                        "broker {broker} refused the connection"
+                    )),
+                },
+            );
             return;
         };
-        link.inflight.insert(t.id.0);
-        let at = (self.now + lat).max(link.last_up);
-        link.last_up = at;
+        let Some(at) = self.links.send_up(conn, t.id.0, now, lat) else {
+            return;
+        };
         self.push(
             at,
             Ev::ToBroker {
@@ -1403,12 +1365,7 @@ impl Simulation {
             return;
         }
         self.crashed.insert(b);
-        let conns: Vec<u64> = self
-            .links
-            .iter()
-            .filter(|(_, l)| l.broker == b)
-            .map(|(c, _)| *c)
-            .collect();
+        let conns = self.links.to_broker(b);
         self.cluster.crash_broker(self.now, b);
         for c in conns {
             self.fail_link(c, "broker crashed");
@@ -1508,15 +1465,9 @@ impl Simulation {
         m.app.owned.clear();
         m.closing = false;
         m.timer_at = None;
-        let conns: Vec<u64> = self
-            .links
-            .iter()
-            .filter(|(_, l)| l.member == i)
-            .map(|(c, _)| *c)
-            .collect();
-        for c in conns {
+        for c in self.links.of_member(i) {
             self.cluster.disconnect(c);
-            self.links.remove(&c);
+            self.links.remove(c);
         }
         let m = &mut self.members[i];
         m.links.clear();
