@@ -10,7 +10,7 @@
 //! `ClassicGroup.validateOffsetCommit`; comments name the method each rule
 //! comes from.
 //!
-//! It takes typed requests and produces typed responses; [`crate::broker`]
+//! It takes typed requests and produces typed responses; [`crate::cluster`]
 //! does the wire work. Responses may be deferred (a JoinGroup waits for the
 //! join phase, a follower's SyncGroup for the leader), so every request
 //! carries a [`ReplyTo`] and answers come out of [`GroupCoordinator::drain_replies`].
