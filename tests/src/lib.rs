@@ -9,12 +9,16 @@
 //!   [`kgroup::wire`], so integration tests exercise the engine's wire layer
 //!   against a broker no one here wrote.
 //!
+//! - [`hostile::HostileProxy`] is a hostile broker: it relays the test
+//!   broker and misbehaves on the answers a test picks.
+//!
 //! These are test harnesses: they read the clock and block on sockets, which
 //! the engine never does. Every wait is bounded by a deadline.
 #![warn(missing_docs)]
 
 mod broker;
 mod client;
+pub mod hostile;
 pub mod requests;
 pub mod tansu;
 

@@ -536,10 +536,16 @@ impl Driver {
                     self.group.handle_response(now, id, frame);
                 }
                 head => {
-                    let why = format!(
-                        "response with correlation id {got:?} while {:?} was expected (Kafka answers in order)",
-                        head.map(|h| h.id.0)
-                    );
+                    let got = got.map_or("(none: frame too short)".to_owned(), |c| c.to_string());
+                    let why = match head {
+                        Some(h) => format!(
+                            "response with correlation id {got} while {} was expected (Kafka answers in order)",
+                            h.id.0
+                        ),
+                        None => format!(
+                            "response with correlation id {got} while no request was in flight"
+                        ),
+                    };
                     self.fail(now, conn, TransportError::Disconnected(why), true);
                     return false;
                 }
@@ -603,7 +609,13 @@ impl Driver {
                 state: LinkState::Waiting(not_before.unwrap_or(now)),
                 queued: Vec::new(),
                 in_flight: VecDeque::new(),
-                decoder: FrameDecoder::new(self.max_frame),
+                decoder: match &t.destination.broker {
+                    // Frame errors then name the broker that sent the bytes.
+                    Broker::Node(node) => {
+                        FrameDecoder::new(self.max_frame).with_broker(node.node_id)
+                    }
+                    Broker::Any => FrameDecoder::new(self.max_frame),
+                },
             };
             self.links.insert(conn, link);
             if not_before.is_none() {

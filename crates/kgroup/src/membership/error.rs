@@ -24,6 +24,30 @@ impl std::fmt::Display for BrokerRef {
     }
 }
 
+impl GroupError {
+    /// A [`GroupError::Wire`]; the wire error learns the broker it came
+    /// from when the engine knows it and the wire layer did not.
+    pub(crate) fn wire(
+        group: String,
+        member: String,
+        api: ApiKey,
+        broker: BrokerRef,
+        source: WireError,
+    ) -> Self {
+        let source = match broker.0 {
+            Some(id) if source.broker().is_none() => source.with_broker(id),
+            _ => source,
+        };
+        GroupError::Wire {
+            group,
+            member,
+            api,
+            broker,
+            source,
+        }
+    }
+}
+
 /// An error of the group membership engine.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -187,5 +211,54 @@ pub fn classify_code(error: ResponseError) -> ErrorClass {
         | ResponseError::RequestTimedOut
         | ResponseError::NetworkException => ErrorClass::Retriable,
         _ => ErrorClass::Fatal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::BrokerLabel;
+
+    #[test]
+    fn a_wire_error_from_a_known_broker_names_it_inside_too() {
+        let source = WireError::NegativeFrameLength {
+            size: -7,
+            broker: BrokerLabel(None),
+        };
+        let e = GroupError::wire(
+            "g".into(),
+            "m".into(),
+            ApiKey::Heartbeat,
+            BrokerRef(Some(3)),
+            source.clone(),
+        );
+        let text = e.to_string();
+        assert!(text.contains("Heartbeat response from broker 3"), "{text}");
+        assert!(!text.contains("broker ?"), "{text}");
+        // A broker the wire layer already named is kept.
+        let named = source.with_broker(2);
+        let e = GroupError::wire(
+            "g".into(),
+            "m".into(),
+            ApiKey::Heartbeat,
+            BrokerRef(Some(3)),
+            named,
+        );
+        assert!(e.to_string().contains(": broker 2:"), "{e}");
+        // Unknown (bootstrap): nothing invented.
+        let e = GroupError::wire(
+            "g".into(),
+            "m".into(),
+            ApiKey::Metadata,
+            BrokerRef(None),
+            WireError::NegativeFrameLength {
+                size: -7,
+                broker: BrokerLabel(None),
+            },
+        );
+        assert!(
+            e.to_string().contains("a bootstrap broker: broker ?"),
+            "{e}"
+        );
     }
 }

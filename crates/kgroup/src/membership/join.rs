@@ -338,25 +338,15 @@ impl Group {
     pub(crate) fn fail_wire(&mut self, api: ApiKey, source: crate::wire::WireError) {
         let (group, member) = self.names();
         let broker = self.coordinator.broker_ref();
-        self.fail(GroupError::Wire {
-            group,
-            member,
-            api,
-            broker,
-            source,
-        });
+        self.fail(GroupError::wire(group, member, api, broker, source));
     }
 
     pub(crate) fn warn_wire(&mut self, api: ApiKey, source: crate::wire::WireError) {
         let (group, member) = self.names();
         let broker = self.coordinator.broker_ref();
-        self.events.push_back(Event::Warning(GroupError::Wire {
-            group,
-            member,
-            api,
-            broker,
-            source,
-        }));
+        self.events.push_back(Event::Warning(GroupError::wire(
+            group, member, api, broker, source,
+        )));
     }
 }
 
