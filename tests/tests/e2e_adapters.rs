@@ -9,11 +9,14 @@
 //! rejoin on every rebalance after the first.
 #![allow(clippy::disallowed_methods)] // harness code: real time bounds real waits
 
+mod adapters;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use adapters::{Adapter, Member};
 use kgroup::driver::{Command, Reply};
 use kgroup::offsets::{CommittedOffset, OffsetEvent};
 use kgroup::{Config, Event, TopicPartition};
@@ -45,67 +48,6 @@ enum Report {
     Ended,
 }
 
-/// A member as the harness drives it, whatever the adapter.
-trait Member {
-    fn next_event(&mut self, timeout: Duration) -> Option<Event>;
-    fn apply(&mut self, command: Command) -> Reply;
-}
-
-impl Member for kgroup_blocking::Consumer {
-    fn next_event(&mut self, timeout: Duration) -> Option<Event> {
-        self.poll(timeout)
-    }
-    fn apply(&mut self, command: Command) -> Reply {
-        kgroup_blocking::Consumer::apply(self, command)
-    }
-}
-
-struct TokioMember(tokio::runtime::Runtime, kgroup_tokio::Consumer);
-
-impl Member for TokioMember {
-    fn next_event(&mut self, timeout: Duration) -> Option<Event> {
-        let c = &mut self.1;
-        self.0
-            .block_on(async { tokio::time::timeout(timeout, c.next_event()).await })
-            .ok()
-            .flatten()
-    }
-    fn apply(&mut self, command: Command) -> Reply {
-        self.0.block_on(self.1.apply(command))
-    }
-}
-
-struct AsyncStdMember(kgroup_async_std::Consumer);
-
-impl Member for AsyncStdMember {
-    fn next_event(&mut self, timeout: Duration) -> Option<Event> {
-        let c = &mut self.0;
-        async_std::task::block_on(async {
-            async_std::future::timeout(timeout, c.next_event()).await
-        })
-        .ok()
-        .flatten()
-    }
-    fn apply(&mut self, command: Command) -> Reply {
-        async_std::task::block_on(self.0.apply(command))
-    }
-}
-
-struct SmolMember(kgroup_async_std::Consumer);
-
-impl Member for SmolMember {
-    fn next_event(&mut self, timeout: Duration) -> Option<Event> {
-        let c = &mut self.0;
-        smol::block_on(smol::future::or(c.next_event(), async {
-            smol::Timer::after(timeout).await;
-            None
-        }))
-    }
-    fn apply(&mut self, command: Command) -> Reply {
-        smol::block_on(self.0.apply(command))
-    }
-}
-
 fn config(group: &str, assignor: &str) -> Config {
     let a = kgroup::assignor::builtin(assignor).expect("built-in assignor");
     Config::builder(group)
@@ -119,35 +61,14 @@ fn config(group: &str, assignor: &str) -> Config {
 }
 
 fn make_member(kind: Kind, config: Config, bootstrap: &str) -> Box<dyn Member> {
-    match kind {
-        Kind::Blocking => {
-            Box::new(kgroup_blocking::Consumer::new(config, bootstrap).expect("blocking"))
-        }
-        Kind::Tokio => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            let c = {
-                let _g = rt.enter();
-                kgroup_tokio::Consumer::new(config, bootstrap).expect("tokio consumer")
-            };
-            Box::new(TokioMember(rt, c))
-        }
-        Kind::AsyncStd => {
-            let (c, driving) =
-                kgroup_async_std::Consumer::new(config, bootstrap).expect("async-std");
-            async_std::task::spawn(driving);
-            Box::new(AsyncStdMember(c))
-        }
-        Kind::Smol => {
-            let (c, driving) = kgroup_async_std::Consumer::new(config, bootstrap).expect("smol");
-            smol::spawn(driving).detach();
-            Box::new(SmolMember(c))
-        }
+    let adapter = match kind {
+        Kind::Blocking => Adapter::Blocking,
+        Kind::Tokio => Adapter::Tokio,
+        Kind::AsyncStd => Adapter::AsyncStd,
+        Kind::Smol => Adapter::Smol,
         Kind::Rdkafka => unreachable!("librdkafka members are not kgroup members"),
-    }
+    };
+    adapters::member(adapter, config, bootstrap)
 }
 
 /// A member running in its own thread.
