@@ -1006,3 +1006,73 @@ fn static_member_restarted_within_session_timeout_sends_no_leave_group() {
         assert_eq!(j.exit_code(WAIT), Some(0));
     }
 }
+
+/// `kgroup join` behind a hostile broker (tests/src/hostile.rs): an answer
+/// claiming 2 GiB, garbage heartbeats and a Metadata answer under a stray
+/// correlation id come out
+/// as `warning` lines with a class, never an `error`; the member still owns
+/// every partition and commits after the last fault, and end of stdin still
+/// gives `left` and exit 0.
+#[test]
+fn a_hostile_broker_gives_warning_lines_and_the_member_recovers() {
+    use kgroup::kafka_protocol::messages::ApiKey;
+    use kgroup_tests::hostile::{Fault, HostileProxy};
+
+    let broker = TestBroker::start(
+        BROKER,
+        &TestBrokerOptions::default().brokers(3).topic("jobs", 4),
+    )
+    .expect("test broker starts");
+    let proxy = HostileProxy::start(broker.addrs()).expect("proxy");
+    // (Silence is left to e2e_hostile_broker.rs: `kgroup join` keeps the
+    // 30 s default request timeout.)
+    proxy.inject(ApiKey::Metadata, Fault::WrongCorrelation, 1);
+    proxy.inject(ApiKey::JoinGroup, Fault::Length(i32::MAX), 1);
+    proxy.inject(ApiKey::Heartbeat, Fault::Garbage, 2);
+    let all: BTreeSet<i64> = (0..4).collect();
+    let mut j = Join::start(
+        &proxy.bootstrap(),
+        "e2e-hostile",
+        &[
+            "--advance-offsets-ms",
+            "50",
+            "--auto-commit-interval-ms",
+            "200",
+        ],
+    );
+    let faults = |p: &HostileProxy| {
+        [ApiKey::Metadata, ApiKey::JoinGroup, ApiKey::Heartbeat].map(|api| p.stats(api).faults)
+    };
+    wait_until(&mut [&mut j], "every fault played", |_| {
+        faults(&proxy) == [1, 1, 2]
+    });
+    let lines_before = j.seen.len();
+    wait_until(
+        &mut [&mut j],
+        "owns everything and commits after the faults",
+        |j| {
+            j[0].owned() == all
+                && j[0].seen[lines_before..]
+                    .iter()
+                    .any(|v| v["event"] == "committed")
+        },
+    );
+    let warnings: Vec<&Value> = j.seen.iter().filter(|v| v["event"] == "warning").collect();
+    assert!(warnings.len() >= 4, "one warning per fault: {warnings:#?}");
+    for w in &warnings {
+        assert_eq!(
+            w["class"], "retriable",
+            "transport faults are retriable: {w}"
+        );
+        assert!(
+            w["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("e2e-hostile")),
+            "{w}"
+        );
+    }
+    assert!(!j.has("error"), "no error line: {:#?}", j.seen);
+    drop(j.stdin.take());
+    assert_eq!(j.exit_code(Duration::from_secs(20)), Some(0));
+    assert!(j.has("left"), "left printed: {:#?}", j.seen);
+}
