@@ -42,8 +42,7 @@ use std::time::Instant;
 
 use futures_core::Stream;
 use kgroup::driver::{BrokerAddr, Command, Driver, DriverError, IoAction, Reply};
-use kgroup::offsets::{CommitId, CommitRefused, CommittedOffset, FetchId, FetchRefused};
-use kgroup::{Config, ConnectionId, Event, Group, TopicPartition};
+use kgroup::{Config, ConnectionId, Event, Group};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -135,72 +134,10 @@ impl Consumer {
         self.events.recv().await
     }
 
-    /// Subscribe to `topics` (replacing the previous subscription).
-    pub async fn subscribe<I, S>(&self, topics: I)
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        let topics = topics.into_iter().map(Into::into).collect();
-        self.apply(Command::Subscribe(topics)).await;
-    }
-
-    /// Keep a rebalance from starting; heartbeats go on.
-    pub async fn hold_rebalance(&self) {
-        self.apply(Command::HoldRebalance).await;
-    }
-
-    /// Let a held rebalance go on.
-    pub async fn allow_rebalance(&self) {
-        self.apply(Command::AllowRebalance).await;
-    }
-
-    /// Acknowledge the last `Revoked` (gated revoke mode).
-    pub async fn ack_revoked(&self) {
-        self.apply(Command::AckRevoked).await;
-    }
-
-    /// Commit `offsets`; the result comes as an `Event::Offsets(CommitDone)`.
-    pub async fn commit(
-        &self,
-        offsets: Vec<(TopicPartition, CommittedOffset)>,
-    ) -> Result<CommitId, CommitRefused> {
-        self.apply(Command::Commit(offsets))
-            .await
-            .into_commit(&self.group)
-    }
-
-    /// Record `offset` (next to consume) on `tp` as processed, for auto-commit.
-    pub async fn mark_processed(
-        &self,
-        tp: TopicPartition,
-        offset: i64,
-    ) -> Result<(), CommitRefused> {
-        self.apply(Command::MarkProcessed(tp, offset))
-            .await
-            .into_mark(&self.group)
-    }
-
-    /// Read the committed offsets of owned partitions (`FetchDone` event).
-    pub async fn fetch_committed(
-        &self,
-        partitions: Vec<TopicPartition>,
-    ) -> Result<FetchId, FetchRefused> {
-        self.apply(Command::FetchCommitted(partitions))
-            .await
-            .into_fetch(&self.group)
-    }
-
-    /// Start closing (commit marks, leave if dynamic); events go on until
-    /// `Event::Left`.
-    pub async fn close(&self) {
-        self.apply(Command::Close).await;
-    }
-
-    /// Leave the group now, static member or not.
-    pub async fn leave(&self, reason: &str) {
-        self.apply(Command::Leave(reason.to_owned())).await;
-    }
+    // subscribe, hold_rebalance, allow_rebalance, ack_revoked, commit,
+    // mark_processed, fetch_committed, close, leave: one definition for
+    // every async adapter.
+    kgroup::async_command_methods!();
 
     /// Whether the member task has ended (left or failed).
     pub fn is_finished(&self) -> bool {

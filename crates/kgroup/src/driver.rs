@@ -220,6 +220,88 @@ pub enum Reply {
     Fetch(Result<FetchId, FetchRefused>),
 }
 
+/// The typed command methods of an async member handle, for the adapters
+/// (kgroup-tokio, kgroup-async-std) whose handles send [`Command`]s to a
+/// member task: expands, inside an `impl` block of a type that has
+/// `async fn apply(&self, Command) -> Reply` and a `group: String` field,
+/// to `subscribe`, `hold_rebalance`, `allow_rebalance`, `ack_revoked`,
+/// `commit`, `mark_processed`, `fetch_committed`, `close` and `leave`. One
+/// definition keeps the adapters' APIs identical, with inherent methods (no
+/// trait to import).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! async_command_methods {
+    () => {
+        /// Subscribe to `topics` (replacing the previous subscription).
+        pub async fn subscribe<I, S>(&self, topics: I)
+        where
+            I: IntoIterator<Item = S>,
+            S: Into<String>,
+        {
+            let topics = topics.into_iter().map(Into::into).collect();
+            self.apply($crate::driver::Command::Subscribe(topics)).await;
+        }
+
+        /// Keep a rebalance from starting; heartbeats go on.
+        pub async fn hold_rebalance(&self) {
+            self.apply($crate::driver::Command::HoldRebalance).await;
+        }
+
+        /// Let a held rebalance go on.
+        pub async fn allow_rebalance(&self) {
+            self.apply($crate::driver::Command::AllowRebalance).await;
+        }
+
+        /// Acknowledge the last `Revoked` (gated revoke mode).
+        pub async fn ack_revoked(&self) {
+            self.apply($crate::driver::Command::AckRevoked).await;
+        }
+
+        /// Commit `offsets`; the result comes as an `Event::Offsets(CommitDone)`.
+        pub async fn commit(
+            &self,
+            offsets: Vec<($crate::TopicPartition, $crate::offsets::CommittedOffset)>,
+        ) -> Result<$crate::offsets::CommitId, $crate::offsets::CommitRefused> {
+            self.apply($crate::driver::Command::Commit(offsets))
+                .await
+                .into_commit(&self.group)
+        }
+
+        /// Record `offset` (next to consume) on `tp` as processed, for auto-commit.
+        pub async fn mark_processed(
+            &self,
+            tp: $crate::TopicPartition,
+            offset: i64,
+        ) -> Result<(), $crate::offsets::CommitRefused> {
+            self.apply($crate::driver::Command::MarkProcessed(tp, offset))
+                .await
+                .into_mark(&self.group)
+        }
+
+        /// Read the committed offsets of owned partitions (`FetchDone` event).
+        pub async fn fetch_committed(
+            &self,
+            partitions: Vec<$crate::TopicPartition>,
+        ) -> Result<$crate::offsets::FetchId, $crate::offsets::FetchRefused> {
+            self.apply($crate::driver::Command::FetchCommitted(partitions))
+                .await
+                .into_fetch(&self.group)
+        }
+
+        /// Start closing (commit marks, leave if dynamic); events go on until
+        /// `Event::Left`.
+        pub async fn close(&self) {
+            self.apply($crate::driver::Command::Close).await;
+        }
+
+        /// Leave the group now, static member or not.
+        pub async fn leave(&self, reason: &str) {
+            self.apply($crate::driver::Command::Leave(reason.to_owned()))
+                .await;
+        }
+    };
+}
+
 /// Typed results for adapters that pass commands to a member task: a reply
 /// of another kind means the task ended before it could answer (the member
 /// left or failed), which is reported as `Closed` for `group`.
