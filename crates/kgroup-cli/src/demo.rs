@@ -94,29 +94,33 @@ fn compact(parts: &[TopicPartition]) -> String {
 
 fn print_text(report: &RunReport, cpu_ms: u128) {
     let c = &report.config;
-    println!(
+    out!(
         "kgroup demo: {} members, {} topics x {} partitions, {} brokers, seed {} (virtual time, no network)",
-        c.members, c.topics, c.partitions, c.brokers, c.seed
+        c.members,
+        c.topics,
+        c.partitions,
+        c.brokers,
+        c.seed
     );
-    println!(
+    out!(
         "story: start eager [range] -> rolling bounce to [cooperative-sticky, range] -> bounce to [cooperative-sticky]"
     );
-    println!(
+    out!(
         "       -> static member m4 restarts within its session timeout -> the coordinator's broker crashes"
     );
-    println!();
+    out!();
     let mut last_table: Option<BTreeMap<String, Vec<TopicPartition>>> = None;
     for e in &report.timeline {
         match &e.kind {
-            TimelineKind::Action(a) => println!("{:>9}  {a}", fmt_time(e.at)),
-            TimelineKind::Cluster(s) => println!("{:>9}  cluster: {s}", fmt_time(e.at)),
+            TimelineKind::Action(a) => out!("{:>9}  {a}", fmt_time(e.at)),
+            TimelineKind::Cluster(s) => out!("{:>9}  cluster: {s}", fmt_time(e.at)),
             TimelineKind::Assignment {
                 generation,
                 protocol,
                 leader,
                 members,
             } => {
-                println!(
+                out!(
                     "{:>9}  == generation {generation}  protocol={protocol}  leader={leader}",
                     fmt_time(e.at)
                 );
@@ -126,19 +130,19 @@ fn print_text(report: &RunReport, cpu_ms: u128) {
                         Some(_) => "  (changed)",
                         None => "  (new)",
                     };
-                    println!("{:>9}       {m:<3} {}{moved}", "", compact(parts));
+                    out!("{:>9}       {m:<3} {}{moved}", "", compact(parts));
                 }
                 last_table = Some(members.clone());
             }
         }
     }
-    println!();
-    println!("final ownership:");
+    out!();
+    out!("final ownership:");
     for (m, parts) in &report.final_owners {
-        println!("  {m:<3} {}", compact(parts));
+        out!("  {m:<3} {}", compact(parts));
     }
-    println!();
-    println!(
+    out!();
+    out!(
         "invariant checker: {} checks over {} simulation steps, {} generations, {} commits accepted ({} refused), {} violations",
         report.checks,
         report.steps,
@@ -150,12 +154,12 @@ fn print_text(report: &RunReport, cpu_ms: u128) {
     for (inv, text) in INVARIANTS {
         let broken = report.violations.iter().any(|v| v.invariant == inv);
         let mark = if broken { "VIOLATED" } else { "ok" };
-        println!("  [{mark:>8}] {}: {text}", inv.name());
+        out!("  [{mark:>8}] {}: {text}", inv.name());
     }
     for v in &report.violations {
-        println!("  {v}");
+        out!("  {v}");
     }
-    println!(
+    out!(
         "trace hash {:016x} over {} virtual; {} ms of CPU. Same seed, same trace: {}",
         report.trace_hash,
         fmt_time(report.virtual_time),
@@ -217,5 +221,5 @@ fn print_json(report: &RunReport, cpu_ms: u128) {
         "cpu_ms": cpu_ms as u64,
         "reproduce": report.config.repro_command(),
     });
-    println!("{doc}");
+    out!("{doc}");
 }

@@ -1,6 +1,34 @@
 //! The `kgroup` command.
 use clap::{Parser, Subcommand};
 
+/// `println!` for the reports on stdout: a reader that went away
+/// (`kgroup sim --seeds 100 | head -1`) ends the process quietly, with the
+/// status a shell gives a writer killed by SIGPIPE, instead of a panic.
+macro_rules! out {
+    () => {
+        $crate::write_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::write_line(format_args!($($arg)*))
+    };
+}
+
+/// Exit status for a closed stdout: 128 + SIGPIPE.
+const BROKEN_PIPE_STATUS: i32 = 141;
+
+fn write_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    if let Err(e) = lock.write_fmt(args).and_then(|()| lock.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(BROKEN_PIPE_STATUS);
+        }
+        eprintln!("kgroup: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 mod assign;
 mod demo;
 mod join;

@@ -113,7 +113,7 @@ pub fn run_sim(args: SimArgs) -> i32 {
         };
         let report = run(config, started);
         for line in &report.trace {
-            println!("{line}");
+            out!("{line}");
         }
         checks += report.checks;
         violations += report.violation_count;
@@ -124,7 +124,7 @@ pub fn run_sim(args: SimArgs) -> i32 {
         }
     }
     let elapsed = started.elapsed().as_millis();
-    println!(
+    out!(
         "schedules={count} violations={violations} invariant_checks={checks} elapsed_ms={elapsed}"
     );
     if violations > 0 { 1 } else { 0 }
@@ -142,15 +142,15 @@ fn print_violations(report: &RunReport, json: bool) {
                 "detail": v.detail,
                 "reproduce": repro,
             });
-            println!("{obj}");
+            out!("{obj}");
         } else {
-            println!("VIOLATION seed={} {v}", report.config.seed);
-            println!("  reproduce: {repro}");
+            out!("VIOLATION seed={} {v}", report.config.seed);
+            out!("  reproduce: {repro}");
         }
     }
     let hidden = report.violation_count - report.violations.len() as u64;
     if hidden > 0 && !json {
-        println!("  ... and {hidden} more in this schedule");
+        out!("  ... and {hidden} more in this schedule");
     }
 }
 
@@ -167,5 +167,5 @@ fn print_schedule_json(report: &RunReport) {
         "commits_accepted": report.commits_accepted,
         "commits_rejected": report.commits_rejected,
     });
-    println!("{obj}");
+    out!("{obj}");
 }

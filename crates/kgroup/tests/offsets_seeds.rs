@@ -29,9 +29,6 @@ use std::time::{Duration, Instant};
 
 use kgroup::TopicPartition;
 use kgroup::kafka_protocol::ResponseError as E;
-use kgroup::kafka_protocol::messages::offset_commit_response::{
-    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
-};
 use kgroup::kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartitions, OffsetFetchResponseTopics,
 };
@@ -649,44 +646,27 @@ impl Sim {
         } else {
             0
         };
-        let topics = body
-            .topics
-            .iter()
-            .map(|t| {
-                let partitions = t
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        if code == 0 {
-                            let key = TopicPartition::new(t.name.0.as_str(), p.partition_index);
-                            let owner_ok =
-                                self.assignment.get(from).is_some_and(|a| a.contains(&key))
-                                    || !self.assignment.values().any(|a| a.contains(&key));
-                            assert!(owner_ok, "{from} committed {key}, owned by another member");
-                            let prev = self.committed.insert(key.clone(), p.committed_offset);
-                            assert!(
-                                prev.is_none_or(|prev| prev <= p.committed_offset),
-                                "{key}: committed offset went back from {prev:?} to {}",
-                                p.committed_offset
-                            );
-                            let hi = self.processed_hi.get(&key).copied().unwrap_or(0);
-                            assert!(
-                                p.committed_offset <= hi,
-                                "{key}: committed beyond processed"
-                            );
-                            self.commits_accepted += 1;
-                        }
-                        OffsetCommitResponsePartition::default()
-                            .with_partition_index(p.partition_index)
-                            .with_error_code(code)
-                    })
-                    .collect();
-                OffsetCommitResponseTopic::default()
-                    .with_name(t.name.clone())
-                    .with_partitions(partitions)
-            })
-            .collect();
-        OffsetCommitResponse::default().with_topics(topics)
+        kgroup::offsets::commit_response_for(body, |topic, p| {
+            if code == 0 {
+                let key = TopicPartition::new(topic, p.partition_index);
+                let owner_ok = self.assignment.get(from).is_some_and(|a| a.contains(&key))
+                    || !self.assignment.values().any(|a| a.contains(&key));
+                assert!(owner_ok, "{from} committed {key}, owned by another member");
+                let prev = self.committed.insert(key.clone(), p.committed_offset);
+                assert!(
+                    prev.is_none_or(|prev| prev <= p.committed_offset),
+                    "{key}: committed offset went back from {prev:?} to {}",
+                    p.committed_offset
+                );
+                let hi = self.processed_hi.get(&key).copied().unwrap_or(0);
+                assert!(
+                    p.committed_offset <= hi,
+                    "{key}: committed beyond processed"
+                );
+                self.commits_accepted += 1;
+            }
+            code
+        })
     }
 
     fn answer_fetch(

@@ -26,9 +26,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::heartbeat_response::HeartbeatResponse;
 use kafka_protocol::messages::join_group_response::{JoinGroupResponse, JoinGroupResponseMember};
 use kafka_protocol::messages::leave_group_response::{LeaveGroupResponse, MemberResponse};
-use kafka_protocol::messages::offset_commit_response::{
-    OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
-};
+use kafka_protocol::messages::offset_commit_response::OffsetCommitResponse;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponse, OffsetFetchResponseGroup, OffsetFetchResponsePartition,
     OffsetFetchResponsePartitions, OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -39,6 +37,7 @@ use kafka_protocol::messages::{
     OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use kgroup::offsets::commit_response_for;
 
 use crate::clock::SimTime;
 use crate::rng::SimRng;
@@ -1489,37 +1488,22 @@ impl GroupCoordinator {
         );
         let error = error.unwrap_or(NONE);
         let mut accepted = Vec::new();
-        let topics = req
-            .topics
-            .iter()
-            .map(|t| {
-                let partitions = t
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        let mut code = error;
-                        if code == NONE && p.committed_offset < 0 {
-                            code = kafka_protocol::ResponseError::InvalidCommitOffsetSize.code();
-                        }
-                        if code == NONE {
-                            accepted.push((
-                                t.name.0.as_str().to_string(),
-                                p.partition_index,
-                                p.committed_offset,
-                                p.committed_leader_epoch,
-                                p.committed_metadata.as_deref().map(str::to_string),
-                            ));
-                        }
-                        OffsetCommitResponsePartition::default()
-                            .with_partition_index(p.partition_index)
-                            .with_error_code(code)
-                    })
-                    .collect();
-                OffsetCommitResponseTopic::default()
-                    .with_name(t.name.clone())
-                    .with_partitions(partitions)
-            })
-            .collect();
+        let response = commit_response_for(req, |topic, p| {
+            let mut code = error;
+            if code == NONE && p.committed_offset < 0 {
+                code = kafka_protocol::ResponseError::InvalidCommitOffsetSize.code();
+            }
+            if code == NONE {
+                accepted.push((
+                    topic.to_string(),
+                    p.partition_index,
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    p.committed_metadata.as_deref().map(str::to_string),
+                ));
+            }
+            code
+        });
         if error == NONE {
             // Offsets are written to the log before the commit is acknowledged.
             let offsets = self.store.offsets.entry(gid.clone()).or_default();
@@ -1565,10 +1549,7 @@ impl GroupCoordinator {
                 },
             );
         }
-        self.reply(
-            to,
-            ReplyBody::Commit(OffsetCommitResponse::default().with_topics(topics)),
-        );
+        self.reply(to, ReplyBody::Commit(response));
     }
 
     /// OffsetFetch: v1–7 one group, v8+ batched groups; a null topic list

@@ -150,11 +150,12 @@ pub(crate) struct CommitReply {
 /// Read an OffsetCommit response against `sent`.
 /// The OffsetCommit response a coordinator gives when it answers each
 /// partition of `request` with `code(topic, partition)` (0 for success), in
-/// the request's order. For simulators, mock brokers and tests that play the
-/// coordinator; the engine itself only reads responses.
+/// the request's order; `code` may record what it accepts. For simulators,
+/// mock brokers and tests that play the coordinator; the engine itself only
+/// reads responses.
 pub fn commit_response_for(
     request: &OffsetCommitRequest,
-    code: impl Fn(&str, i32) -> i16,
+    mut code: impl FnMut(&str, &OffsetCommitRequestPartition) -> i16,
 ) -> OffsetCommitResponse {
     use kafka_protocol::messages::offset_commit_response::{
         OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -169,7 +170,7 @@ pub fn commit_response_for(
                 .map(|p| {
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(code(t.name.as_str(), p.partition_index))
+                        .with_error_code(code(t.name.as_str(), p))
                 })
                 .collect();
             OffsetCommitResponseTopic::default()

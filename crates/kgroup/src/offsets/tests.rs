@@ -120,7 +120,7 @@ fn committed(req: &OffsetRequest) -> Vec<(i32, i64)> {
 }
 
 fn commit_response(req: &OffsetRequest, code: impl Fn(i32) -> i16) -> OffsetCommitResponse {
-    commit_response_for(commit_body(req), |_, p| code(p))
+    commit_response_for(commit_body(req), |_, p| code(p.partition_index))
 }
 
 fn membership(events: &[OffsetEvent]) -> Vec<MembershipAction> {
