@@ -707,3 +707,62 @@ fn malformed_frames_close_the_connection_without_panicking() {
         assert_eq!(outs, vec![ClusterOutput::Close { conn: 30 }], "{junk:?}");
     }
 }
+
+#[test]
+fn a_static_member_that_does_not_rejoin_stays_with_its_last_subscription() {
+    // Kafka's onCompleteJoin removes only notYetRejoinedDynamicMembers: a
+    // static member keeps its place (and old subscription) until its
+    // session times out.
+    let mut s = Script::new();
+    s.join(1, 9, "", Some("inst-a"), &[("range", b"sub-a")]);
+    let b = s.join_dynamic(2, &[("range", b"sub-b")]);
+    s.advance(Duration::from_secs(1));
+    let ra = s.join_resp(1, 9).expect("static join answered");
+    let _ = s.join_resp(2, 9).expect("dynamic join answered");
+    let a = ra.member_id.as_str().to_string();
+    let generation = ra.generation_id;
+    assert_eq!(ra.leader.as_str(), a, "the first to join leads");
+    s.sync(
+        1,
+        &a,
+        Some("inst-a"),
+        generation,
+        &[(&a, b"asg-a"), (&b, b"asg-b")],
+    );
+    s.sync(2, &b, None, generation, &[]);
+    let _ = (s.sync_resp(1), s.sync_resp(2));
+    // b changes its subscription; a keeps heartbeating but never rejoins.
+    s.join(2, 9, &b, None, &[("range", b"sub-b2")]);
+    for _ in 0..8 {
+        s.advance(Duration::from_secs(3));
+        let _ = s.heartbeat(1, &a, Some("inst-a"), generation);
+    }
+    let rb = s
+        .join_resp(2, 9)
+        .expect("join phase ended at the rebalance timeout");
+    assert_eq!(rb.generation_id, generation + 1);
+    assert_eq!(rb.leader.as_str(), b, "a member that rejoined leads");
+    let mut members: Vec<(String, Option<String>, Vec<u8>)> = rb
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.member_id.as_str().to_string(),
+                m.group_instance_id.as_ref().map(|i| i.as_str().to_string()),
+                m.metadata.to_vec(),
+            )
+        })
+        .collect();
+    members.sort();
+    let mut want = vec![
+        (a.clone(), Some("inst-a".to_string()), b"sub-a".to_vec()),
+        (b.clone(), None, b"sub-b2".to_vec()),
+    ];
+    want.sort();
+    assert_eq!(members, want);
+    assert_eq!(
+        s.heartbeat(1, &a, Some("inst-a"), generation),
+        ILLEGAL_GENERATION,
+        "still a member, one generation behind"
+    );
+}

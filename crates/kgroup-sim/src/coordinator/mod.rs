@@ -600,16 +600,27 @@ impl GroupCoordinator {
         }
     }
 
-    /// `completeClassicGroupJoin`: drop members that did not rejoin, bump the
-    /// generation, pick protocol and leader, answer every parked JoinGroup.
+    /// `completeClassicGroupJoin`: drop the dynamic members that did not
+    /// rejoin, bump the generation, pick protocol and leader, answer every
+    /// parked JoinGroup.
+    ///
+    /// A static member that did not rejoin stays, with its last
+    /// subscription, until its session times out (Kafka removes only
+    /// `notYetRejoinedDynamicMembers`); it is in the new generation's member
+    /// list and must send its SyncGroup like everyone else. If no member at
+    /// all rejoined, Kafka postpones the completion until session timeouts
+    /// clear the group; here the absent static members are dropped then.
     fn complete_join(&mut self, gid: &str, now: SimTime) {
         let absent: Vec<String> = match self.groups.get(gid) {
-            Some(g) => g
-                .members
-                .values()
-                .filter(|m| m.awaiting_join.is_none())
-                .map(|m| m.member_id.clone())
-                .collect(),
+            Some(g) => {
+                let any_joined = g.members.values().any(|m| m.awaiting_join.is_some());
+                g.members
+                    .values()
+                    .filter(|m| m.awaiting_join.is_none())
+                    .filter(|m| !any_joined || m.instance_id.is_none())
+                    .map(|m| m.member_id.clone())
+                    .collect()
+            }
             None => return,
         };
         for id in absent {
