@@ -263,6 +263,11 @@ impl Group {
             match Assignment::decode(payload) {
                 Ok((_, a)) => a,
                 Err(e) => {
+                    // Name the coordinator that relayed the leader's bytes.
+                    let e = match self.coordinator.broker_ref().0 {
+                        Some(id) if e.broker().is_none() => e.with_broker(id),
+                        _ => e,
+                    };
                     self.warn_assignment(generation, e.to_string());
                     self.enter_stable_then_rejoin(now, RejoinReason::InvalidAssignment);
                     return;
