@@ -262,9 +262,49 @@ fn split_version(
         true,
         &Limits::default(),
     )
-    .map_err(|e| cp_error(what, format!("version {version} (read as {read_as}): {e}")))?;
+    .map_err(|e| {
+        let detail = payload_detail(&e);
+        cp_error(
+            what,
+            format!("version {version} (read as {read_as}): {detail}"),
+        )
+    })?;
     let body = rest.get(..covered).unwrap_or_default();
     Ok((version, Bytes::copy_from_slice(body)))
+}
+
+/// What the bounded reader found wrong in a ConsumerProtocol payload, without
+/// the response framing its messages carry (the payload is not a response;
+/// the caller's error says which payload and names the broker).
+fn payload_detail(e: &WireError) -> String {
+    match e {
+        WireError::HostileCount {
+            field,
+            count,
+            remaining,
+            min_size,
+            ..
+        } => format!(
+            "{field} declares {count} entries but only {remaining} bytes remain (at least {min_size} bytes each)"
+        ),
+        WireError::DenseFrame {
+            field,
+            count,
+            bytes,
+            bound,
+            ..
+        } => format!(
+            "{field} with {count} entries needs {bytes} bytes in memory, over the bound of {bound} bytes"
+        ),
+        WireError::InvalidUtf8 { field, .. } => format!("field {field} is not valid UTF-8"),
+        WireError::TrailingBytes { extra, .. } => {
+            format!("{extra} trailing bytes after the last field")
+        }
+        WireError::Truncated {
+            needed, available, ..
+        } => format!("truncated: need {needed} bytes, have {available}"),
+        other => other.to_string(),
+    }
 }
 
 /// Groups sorted partitions by topic, as the wire wants them.
@@ -365,6 +405,20 @@ mod tests {
         let (v, d) = Subscription::decode(&bytes).unwrap();
         assert_eq!(v, 9);
         assert_eq!(d, s);
+    }
+
+    #[test]
+    fn a_hostile_count_in_a_payload_is_reported_as_the_payload_not_a_response() {
+        // Version 0 assignment: one topic array entry claiming 0x7fffffff topics.
+        let bad = [0u8, 0, 0x7f, 0xff, 0xff, 0xff];
+        let e = Assignment::decode(&bad).expect_err("hostile count");
+        let text = e.with_broker(2).to_string();
+        assert!(
+            text.starts_with("broker 2: ConsumerProtocol assignment: version 0"),
+            "{text}"
+        );
+        assert!(text.contains("declares 2147483647 entries"), "{text}");
+        assert!(!text.contains("response"), "{text}");
     }
 
     #[test]
