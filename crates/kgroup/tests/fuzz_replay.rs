@@ -544,3 +544,34 @@ fn sticky_user_data_lossy_topic_name_round_trips() {
     assert_eq!(d.partitions, vec![TopicPartition::new("x".repeat(249), 3)]);
     fuzzing::sticky_user_data(&ok);
 }
+
+/// Fuzz crash 464de6f9 (`engine`, 2026-12-01, third session): a run of
+/// 9,000 virtual seconds left 278 bootstrap ApiVersions requests that had
+/// timed out (each on a new connection, 31 s apart, as they should) ahead
+/// of the LeaveGroup in the harness's answer queue; the end-of-run check
+/// gave closing 256 steps and stopped before it reached the LeaveGroup. A
+/// harness bound, not an engine bug: the budget now counts the requests
+/// still queued. The input stays in the corpus.
+#[test]
+fn engine_close_completes_after_hundreds_of_abandoned_requests() {
+    let bytes =
+        std::fs::read(corpus_dir("engine").join("crash-464de6f9791e0e03d315e260b492aa83fc3b519e"))
+            .expect("the crash input is in the corpus");
+    #[allow(clippy::disallowed_methods)] // an arbitrary base for virtual time
+    let base = Instant::now();
+    fuzzing::engine(&bytes, base);
+    let events = fuzzing::engine_harness::engine_events(&bytes, base);
+    let timed_out = events
+        .iter()
+        .filter(|e| e.contains("ApiVersions") && e.contains("request timed out"))
+        .count();
+    assert!(
+        timed_out > 256,
+        "the input still times out {timed_out} ApiVersions"
+    );
+    assert!(
+        events.last().is_some_and(|e| e == "Left"),
+        "{:?}",
+        events.last()
+    );
+}
