@@ -783,10 +783,7 @@ mod tests {
     use crate::assignor;
     use crate::config::Config;
 
-    #[allow(clippy::disallowed_methods)] // an arbitrary base for virtual time
-    fn t0() -> Instant {
-        Instant::now()
-    }
+    use crate::test_origin as t0;
 
     #[test]
     fn a_reply_from_an_ended_member_is_closed_and_names_the_group() {

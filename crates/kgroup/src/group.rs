@@ -952,8 +952,7 @@ mod tests {
             .assignor(crate::assignor::builtin("range").unwrap())
             .build()
             .unwrap();
-        #[allow(clippy::disallowed_methods)] // an arbitrary origin
-        let mut g = Group::new(config, Instant::now());
+        let mut g = Group::new(config, crate::test_origin());
         g.next_correlation = i32::MAX - 1;
         assert_eq!(g.next_request_id(), RequestId(i32::MAX));
         assert_eq!(g.next_request_id(), RequestId(0));

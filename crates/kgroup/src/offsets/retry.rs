@@ -39,10 +39,7 @@ impl RetrySchedule {
 mod tests {
     use super::*;
 
-    #[allow(clippy::disallowed_methods)] // an arbitrary base for virtual time
-    fn base() -> Instant {
-        Instant::now()
-    }
+    use crate::test_origin as base;
 
     #[test]
     fn doubles_within_jitter_caps_and_replays_from_the_seed() {

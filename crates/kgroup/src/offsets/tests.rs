@@ -22,10 +22,7 @@ fn tp(p: i32) -> TopicPartition {
     TopicPartition::new("orders", p)
 }
 
-#[allow(clippy::disallowed_methods)] // an arbitrary base for virtual time
-fn t0() -> Instant {
-    Instant::now()
-}
+use crate::test_origin as t0;
 
 const V: OffsetVersions = OffsetVersions::MAX;
 
