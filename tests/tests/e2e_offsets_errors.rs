@@ -121,6 +121,16 @@ fn all_at(offset: i64) -> BTreeMap<TopicPartition, Option<i64>> {
     tps().into_iter().map(|tp| (tp, Some(offset))).collect()
 }
 
+/// The offsets an `Assigned` carried, per partition (`None`: none committed).
+fn offsets_of(
+    committed: &BTreeMap<TopicPartition, Committed>,
+) -> BTreeMap<TopicPartition, Option<i64>> {
+    committed
+        .iter()
+        .map(|(tp, c)| (tp.clone(), c.offset()))
+        .collect()
+}
+
 /// Waits for the next `Assigned` and returns (generation, member id,
 /// committed offsets it carries, events seen).
 fn assigned(
@@ -288,12 +298,8 @@ fn commit_errors_give_their_documented_results_and_offsets_round_trip() {
             assert!(!m.is_empty() && m != member, "{code}: new member id {m:?}");
         }
         generation = g;
-        let re_read: BTreeMap<_, _> = committed
-            .iter()
-            .map(|(tp, c)| (tp.clone(), c.offset()))
-            .collect();
         assert_eq!(
-            re_read,
+            offsets_of(&committed),
             all_at(last_ok),
             "{code}: re-assigned at the last Ok commit"
         );
@@ -314,12 +320,8 @@ fn commit_errors_give_their_documented_results_and_offsets_round_trip() {
     let mut d = Consumer::new(config(), broker.bootstrap()).expect("second consumer");
     d.subscribe([TOPIC]);
     let (_, _, committed, _) = assigned(&mut d, "second member's assignment");
-    let re_read: BTreeMap<_, _> = committed
-        .iter()
-        .map(|(tp, c)| (tp.clone(), c.offset()))
-        .collect();
     assert_eq!(
-        re_read,
+        offsets_of(&committed),
         all_at(last_ok),
         "second member reads the last commit"
     );

@@ -628,16 +628,27 @@ impl Simulation {
         }
         let lat = self.latency(member);
         for corr in link.into_inflight() {
-            self.push(
-                self.now + lat,
-                Ev::Fail {
-                    member,
-                    incarnation,
-                    id: RequestId(corr),
-                    err: TransportError::Disconnected(why.to_string()),
-                },
-            );
+            let err = TransportError::Disconnected(why.to_string());
+            self.fail_request(member, incarnation, RequestId(corr), err, lat);
         }
+    }
+
+    /// Request `id` of `member` fails in transport, `lat` from now.
+    fn fail_request(
+        &mut self,
+        member: usize,
+        incarnation: u32,
+        id: RequestId,
+        err: TransportError,
+        lat: Duration,
+    ) {
+        let ev = Ev::Fail {
+            member,
+            incarnation,
+            id,
+            err,
+        };
+        self.push(self.now + lat, ev);
     }
 
     fn reset_member_links(&mut self, member: usize, why: &str) {
@@ -723,15 +734,8 @@ impl Simulation {
             // The connection died while idle: the engine learns it now, from
             // this request (as a client's next write on a closed socket, or
             // Java's `NetworkClient` seeing the disconnect, would).
-            self.push(
-                self.now + lat,
-                Ev::Fail {
-                    member: i,
-                    incarnation,
-                    id: t.id,
-                    err: TransportError::Disconnected("connection reset by peer".to_string()),
-                },
-            );
+            let err = TransportError::Disconnected("connection reset by peer".to_string());
+            self.fail_request(i, incarnation, t.id, err, lat);
             return;
         }
         let now = self.now;
@@ -746,17 +750,9 @@ impl Simulation {
             |c| cluster.connect(c, broker),
         );
         let Some(conn) = routed else {
-            self.push(
-                self.now + lat,
-                Ev::Fail {
-                    member: i,
-                    incarnation,
-                    id: t.id,
-                    err: TransportError::ConnectFailed(format!(
-                        "broker {broker} refused the connection"
-                    )),
-                },
-            );
+            let err =
+                TransportError::ConnectFailed(format!("broker {broker} refused the connection"));
+            self.fail_request(i, incarnation, t.id, err, lat);
             return;
         };
         let Some(at) = self.links.send_up(conn, t.id.0, now, lat) else {
